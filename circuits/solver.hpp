@@ -1,0 +1,46 @@
+// Solvers of the crossbar's nodal equations. Every solver answers the same question — the column
+// currents i_out (C×B) for a batch of row voltages v_in (R×B) — and returns a summary instead of
+// throwing: a failure (a floating node, a non-positive-definite matrix, NaN) is a status with a
+// message, never a silent NaN in the output.
+#pragma once
+
+#include <Eigen/Dense>
+#include <memory>
+#include <string>
+
+#include "circuits/nodal.hpp"
+#include "core/card.hpp"
+#include "core/error.hpp"
+
+namespace xbar::circuits {
+
+struct SolveSummary {
+  std::string method;                            // "direct", ...
+  core::SolveStatus status = core::SolveStatus::ok;
+  std::string message;                           // why, when status is not ok
+  int iterations = 0;                            // 1 for a direct solve
+  double residual = 0;                           // max over the batch of ||A x - b|| / ||b||
+  double analyse_s = 0, factorize_s = 0, solve_s = 0;  // wall time of the last call of each stage
+  bool ok() const { return status == core::SolveStatus::ok; }
+};
+
+class Solver {
+ public:
+  virtual ~Solver() = default;
+  virtual const char* name() const = 0;
+  // New cell conductances (R×C, S, access device included).
+  virtual SolveSummary set_conductances(const Eigen::MatrixXd& g_cell) = 0;
+  // Column currents into the virtual grounds for a batch of row voltages; with `v_cell` the
+  // voltage across every cell (w - b, R×C) for batch column `probe` as well.
+  virtual SolveSummary solve(const Eigen::MatrixXd& v_in, Eigen::MatrixXd& i_out, Eigen::MatrixXd* v_cell = nullptr,
+                             int probe = 0) = 0;
+};
+
+// Builds the solver the card asks for (solver.method).
+std::unique_ptr<Solver> make_solver(const core::SolverOptions& options, int rows, int cols,
+                                    const core::WireOptions& wires);
+
+// The ideal product with zero wire resistance: i = g_cellᵀ v_in (C×B).
+Eigen::MatrixXd ideal_currents(const Eigen::MatrixXd& g_cell, const Eigen::MatrixXd& v_in);
+
+}  // namespace xbar::circuits

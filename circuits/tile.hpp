@@ -1,0 +1,82 @@
+// One crossbar tile: mapping, device, wires, DAC, solver and ADC put together as a chip does.
+//
+//   weights --Mapping--> g_target --Device::program--> g_programmed
+//   read at t: Device::read_conductance --> conductance --(access device)--> g_cell
+//   inputs --Dac--> v_in (per plane) --Solver--> i_out --Mapping--> channel currents
+//          --Adc--> codes --(shift and add over planes, Mapping)--> y
+//
+// Random streams (all from the card seed, tile index t): programming {t}, read_conductance
+// {t, read}, adc_errors {t}, adc_noise {t, read, plane}, adc_calibration {t}.
+#pragma once
+
+#include <Eigen/Dense>
+#include <memory>
+#include <vector>
+
+#include "circuits/adc.hpp"
+#include "circuits/dac.hpp"
+#include "circuits/mapping.hpp"
+#include "circuits/solver.hpp"
+#include "core/card.hpp"
+#include "devices/registry.hpp"
+
+namespace xbar::circuits {
+
+struct TileRead {
+  double time_s = 0;
+  Eigen::MatrixXd conductance;             // R×C device conductances seen by this read (S)
+  Eigen::MatrixXd x_q;                     // inputs × B, the quantised inputs
+  std::vector<Eigen::MatrixXd> v_in;       // per DAC plane, R×B (V)
+  std::vector<Eigen::MatrixXd> i_out;      // per plane, C×B (A)
+  std::vector<Eigen::MatrixXd> i_ideal;    // per plane, C×B (A): same cells, zero wire resistance
+  std::vector<Eigen::MatrixXd> adc_code;   // per plane, channels×B
+  Eigen::MatrixXd y;                       // outputs × B, weight units
+  Eigen::MatrixXd v_cell;                  // R×C cell voltages of batch column 0, most significant plane (V)
+  SolveSummary summary;                    // worst residual over planes, summed stage times
+};
+
+class Tile {
+ public:
+  // `outputs`: logical outputs mapped onto this tile (<= what its columns hold).
+  Tile(const core::Card& card, const devices::DeviceRegistry& registry, int outputs, int tile_index = 0);
+
+  // Maps and programs weights (outputs × rows). Throws UserError if the weights do not fit.
+  void program(const Eigen::MatrixXd& weights);
+  // Sets the ADC ranges from a calibration batch when the card asks for calibrated ranges: the
+  // calibration inputs (inputs × N) are read right after programming (device read noise at
+  // t = 0 included, no ADC noise), and each channel's range is the card's percentile of |i|.
+  // Returns the solver summary of that read.
+  SolveSummary calibrate_adc(const Eigen::MatrixXd& calibration_inputs);
+  // Reads a batch (inputs × B) at `time_s` after programming; `read_index` keys the read's
+  // random streams. A solver failure is reported in the summary (outputs then invalid).
+  TileRead read(const Eigen::MatrixXd& inputs, double time_s, int read_index);
+  // The device conductances (R×C, S) read `read_index` sees at `time_s` (what read() uses).
+  Eigen::MatrixXd read_conductance(double time_s, int read_index) const;
+
+  const Mapping& mapping() const { return mapping_; }
+  const Dac& dac() const { return dac_; }
+  const Adc& adc() const { return adc_; }
+  const devices::ProgrammedArray& programmed() const { return programmed_; }
+  const core::Card& card() const { return card_; }
+  Solver& solver() { return *solver_; }
+
+ private:
+  // Conductances of one read and the solver factorised for them.
+  SolveSummary prepare(const Eigen::MatrixXd& conductance);
+  // Solves one plane; fills i_out and i_ideal, optionally v_cell.
+  SolveSummary solve_plane(const Eigen::MatrixXd& v_in, Eigen::MatrixXd& i_out, Eigen::MatrixXd& i_ideal,
+                           Eigen::MatrixXd* v_cell);
+
+  core::Card card_;
+  int tile_index_;
+  Mapping mapping_;
+  Dac dac_;
+  Adc adc_;
+  std::unique_ptr<devices::Device> device_;
+  std::unique_ptr<Solver> solver_;
+  devices::ProgrammedArray programmed_;
+  Eigen::MatrixXd g_cell_;  // conductances the solver holds (access device included)
+  SolveSummary factor_summary_;
+};
+
+}  // namespace xbar::circuits

@@ -1,0 +1,118 @@
+// The tile end to end: card -> workload -> program -> read.
+#include <gtest/gtest.h>
+#include <tbb/global_control.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "circuits/tile.hpp"
+#include "circuits/workload.hpp"
+#include "devices/registry.hpp"
+
+using namespace xbar;
+
+namespace {
+
+const char* kCard = R"(
+seed: 5
+tile: {rows: 12, cols: 20, wires: {r_wl_segment: 0, r_bl_segment: 0, r_source: 0, r_sense: 0}}
+device: {model: ideal, g_min: 1.0e-6, g_max: 20.0e-6}
+dac: {bits: 0, v_read: 0.2}
+adc: {bits: 0, range: fixed}
+mapping: {scheme: differential}
+solver: {method: direct}
+workload: {inputs: {count: 6}, read_times: [0, 10]}
+)";
+
+core::Card card_with(std::vector<std::string> overrides) {
+  const auto& registry = devices::builtin_devices();
+  return core::load_card_text(kCard, "tile-test.yaml", overrides, registry.param_lookup(), registry.names());
+}
+
+circuits::TileRead run(const core::Card& card, int read = 0) {
+  const circuits::Workload workload = circuits::make_workload(card);
+  circuits::Tile tile(card, devices::builtin_devices(), static_cast<int>(workload.weights.rows()));
+  tile.program(workload.weights);
+  EXPECT_TRUE(tile.calibrate_adc(workload.inputs).ok());
+  return tile.read(workload.inputs, card.workload.read_times_s[read], read);
+}
+
+}  // namespace
+
+TEST(Tile, IdealPartsAndNoWiresGiveExactlyWx) {
+  for (const char* scheme : {"differential", "reference"}) {
+    const core::Card card = card_with({std::string("mapping.scheme=") + scheme});
+    const circuits::Workload workload = circuits::make_workload(card);
+    const circuits::TileRead read = run(card);
+    ASSERT_TRUE(read.summary.ok()) << read.summary.message;
+    const Eigen::MatrixXd expected = workload.weights * workload.inputs;
+    EXPECT_LT((read.y - expected).cwiseAbs().maxCoeff(), 1e-12 * expected.cwiseAbs().maxCoeff()) << scheme;
+  }
+}
+
+TEST(Tile, BitSerialDacGivesTheSameOutputsAsAmplitude) {
+  const Eigen::MatrixXd serial = run(card_with({"dac.bits=6", "dac.encoding=bit_serial"})).y;
+  const Eigen::MatrixXd amplitude = run(card_with({"dac.bits=6"})).y;
+  EXPECT_LT((serial - amplitude).cwiseAbs().maxCoeff(), 1e-12);
+}
+
+TEST(Tile, WiresLowerTheOutputsAndQuantisationBoundsTheError) {
+  const core::Card card = card_with({"tile.wires.r_wl_segment=5", "tile.wires.r_bl_segment=5", "adc.bits=8",
+                                     "adc.range=calibrated", "dac.bits=8"});
+  const circuits::TileRead read = run(card);
+  ASSERT_TRUE(read.summary.ok());
+  // IR drop only ever reduces the magnitude a column collects compared with zero wires.
+  const double out = read.i_out[0].cwiseAbs().sum(), ideal = read.i_ideal[0].cwiseAbs().sum();
+  EXPECT_LT(out, ideal);
+  EXPECT_GT(out, 0.5 * ideal);
+  // Codes are integers within ±Q.
+  EXPECT_LE(read.adc_code[0].cwiseAbs().maxCoeff(), 127.0);
+  EXPECT_TRUE((read.adc_code[0].array() == read.adc_code[0].array().round()).all());
+}
+
+TEST(Tile, SameSeedSameResultWhateverTheThreadCount) {
+  const core::Card card = card_with({"tile.wires.r_wl_segment=2", "tile.wires.r_bl_segment=2", "adc.bits=6",
+                                     "adc.noise_sigma=1e-7", "adc.offset_sigma=1e-7", "dac.bits=5"});
+  circuits::TileRead one, two;
+  {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
+    one = run(card, 1);
+  }
+  {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 2);
+    two = run(card, 1);
+  }
+  EXPECT_TRUE(one.y == two.y);
+  EXPECT_TRUE(one.adc_code[0] == two.adc_code[0]);
+  // A different seed changes the noisy conversion.
+  core::Card other = card;
+  other.seed = 6;
+  EXPECT_FALSE(run(other, 1).adc_code[0] == one.adc_code[0]);
+}
+
+TEST(Workload, ReadsCsvAndNamesLineAndColumnOfABadValue) {
+  const auto dir = std::filesystem::temp_directory_path() / ("xbar-workload-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream(dir / "good.csv") << "# weights\n1, 2, 3\n4,5,6\n";
+    std::ofstream(dir / "bad.csv") << "1, 2, 3\n4, x5, 6\n";
+    std::ofstream(dir / "short.csv") << "1, 2, 3\n4, 5\n";
+  }
+  const Eigen::MatrixXd m = circuits::read_csv_matrix(dir / "good.csv");
+  ASSERT_EQ(m.rows(), 2);
+  ASSERT_EQ(m.cols(), 3);
+  EXPECT_EQ(m(1, 2), 6.0);
+  try {
+    circuits::read_csv_matrix(dir / "bad.csv");
+    FAIL() << "expected an error";
+  } catch (const core::UserError& error) {
+    EXPECT_NE(std::string(error.what()).find("bad.csv:2:4"), std::string::npos) << error.what();
+  }
+  try {
+    circuits::read_csv_matrix(dir / "short.csv");
+    FAIL() << "expected an error";
+  } catch (const core::UserError& error) {
+    EXPECT_NE(std::string(error.what()).find("short.csv:2: expected 3 values"), std::string::npos) << error.what();
+  }
+  std::filesystem::remove_all(dir);
+}

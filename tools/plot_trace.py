@@ -1,0 +1,224 @@
+#!/usr/bin/python3
+"""Plot one read of an xbar HDF5 trace as a four-panel PNG.
+
+Usage: /usr/bin/python3 tools/plot_trace.py TRACE.h5 -o PICTURE.png [--read K]
+
+Panels: conductance map, voltage across the cells (IR drop), column currents
+with vs. without wire resistance, digital outputs vs. the exact product.
+Errors (missing file, not HDF5, missing group/dataset) print one line on
+stderr and exit 2; the output PNG is then neither created nor touched.
+"""
+import argparse
+import os
+import sys
+
+import matplotlib
+matplotlib.use("Agg")  # non-interactive: no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+import h5py  # noqa: E402
+
+
+class TraceError(Exception):
+    """A problem with the trace file; reported as one line, exit code 2."""
+
+
+def text(v):
+    """Decode an HDF5 string attribute stored as bytes or str."""
+    if isinstance(v, np.ndarray) and v.size == 1:
+        v = v.item()
+    if isinstance(v, (bytes, np.bytes_)):
+        return v.decode("utf-8", "replace")
+    return str(v)
+
+
+def num(obj, name):
+    """Numeric attribute as float, or NaN if absent (only used in titles)."""
+    try:
+        return float(np.asarray(obj.attrs[name]).item())
+    except (KeyError, TypeError, ValueError):
+        return float("nan")
+
+
+def dataset(h5, path):
+    """Read a whole dataset as a float array, or raise TraceError."""
+    obj = h5.get(path)
+    if not isinstance(obj, h5py.Dataset):
+        raise TraceError(f"missing dataset {path}")
+    try:
+        return np.asarray(obj[()], dtype=float)
+    except (TypeError, ValueError):
+        raise TraceError(f"dataset {path} is not numeric") from None
+
+
+def load(path, k):
+    """Collect everything the picture needs from read k of the trace."""
+    if not os.path.isfile(path):
+        raise TraceError("file not found")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError:
+        raise TraceError("not an HDF5 file (or unreadable)") from None
+    with h5:
+        grp = f"/reads/{k:04d}"
+        if not isinstance(h5.get(grp), h5py.Group):
+            have = sorted(h5["reads"].keys()) if isinstance(h5.get("reads"), h5py.Group) else []
+            hint = (f" (trace has {len(have)} reads: {have[0]} … {have[-1]})" if have
+                    else " (trace has no reads)")
+            raise TraceError(f"missing group {grp}{hint}")
+        if not isinstance(h5.get("/array"), h5py.Group):
+            raise TraceError("missing group /array")
+        d = {n: dataset(h5, f"{grp}/{n}")
+             for n in ("conductance", "v_cell", "i_out", "i_ideal", "y", "y_ideal")}
+        for n in ("conductance", "v_cell"):
+            if d[n].ndim != 2:
+                raise TraceError(f"{grp}/{n} is not 2-D (shape {d[n].shape})")
+        for a, b in (("i_out", "i_ideal"), ("y", "y_ideal")):
+            if d[a].shape != d[b].shape:
+                raise TraceError(f"{grp}/{a} shape {d[a].shape} != {b} shape {d[b].shape}")
+        arr, rd = h5["/array"], h5[grp]
+        b = rd["v_cell"].attrs.get("batch_index", "?")
+        d["batch_index"] = b.item() if isinstance(b, np.ndarray) and b.size == 1 else b
+        d["encoding"] = text(rd.attrs.get("encoding", "?"))
+        d["solver"] = text(rd.attrs.get("solver", "?"))
+        d["time_s"] = num(rd, "time_s")
+        d["err_mean"] = num(rd, "ir_drop_err_mean")
+        d["err_max"] = num(rd, "ir_drop_err_max")
+        d["card_file"] = text(h5.attrs.get("card_file", os.path.basename(path)))
+        d["r_wl"], d["r_bl"] = num(arr, "r_wl_segment"), num(arr, "r_bl_segment")
+        # Optional: applied row voltages of the plotted vector, so the title can
+        # quote the worst IR drop (V_in - V_cell). Amplitude encoding only.
+        b, vin = d["batch_index"], rd.get("v_in")
+        d["v_applied"] = None
+        if (d["encoding"] == "amplitude" and isinstance(vin, h5py.Dataset)
+                and vin.ndim == 2 and vin.shape[1] == d["v_cell"].shape[0]
+                and isinstance(b, (int, np.integer)) and 0 <= b < vin.shape[0]):
+            d["v_applied"] = np.asarray(vin[int(b)], dtype=float)
+    return d
+
+
+def image(fig, ax, data, title, unit, cmap):
+    """Matrix panel: rows (word lines) down the y axis, columns along x."""
+    im = ax.imshow(data, cmap=cmap, aspect="auto", interpolation="nearest")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("column (bit line)")
+    ax.set_ylabel("row (word line)")
+    # Integer ticks only; every index on tiny arrays (MaxNLocator would give
+    # fractional ticks on a 1-wide axis).
+    for axis, n in ((ax.xaxis, data.shape[1]), (ax.yaxis, data.shape[0])):
+        if n <= 8:
+            axis.set_ticks(range(n))
+        else:
+            axis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+    fig.colorbar(im, ax=ax, label=unit)
+
+
+def identity(ax, *arrays):
+    """Draw y = x across the range of the data (padded if it is a single value)."""
+    vals = np.concatenate([a.ravel() for a in arrays])
+    vals = vals[np.isfinite(vals)]
+    if vals.size == 0:
+        return
+    lo, hi = vals.min(), vals.max()
+    pad = 0.05 * (hi - lo) or 0.05 * max(abs(hi), 1e-30)
+    lo, hi = lo - pad, hi + pad
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="y = x")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+
+
+def points(ax, x, y, **kw):
+    """Scatter via plot(): much faster than scatter() for ~1e6 points."""
+    ms = 4 if x.size < 2000 else 1.5
+    ax.plot(x.ravel(), y.ravel(), ".", ms=ms, alpha=0.7, rasterized=True, **kw)
+
+
+def pct(v):
+    return "n/a" if not np.isfinite(v) else f"{100 * v:.3g} %"
+
+
+def draw(d, k):
+    rows, cols = d["conductance"].shape
+    fig, axs = plt.subplots(1, 4, figsize=(14, 4.5), dpi=120)
+
+    image(fig, axs[0], d["conductance"] * 1e6, "Conductance", "G (µS)", "viridis")
+    plane = ", MSB plane" if d["encoding"] == "bit_serial" else ""
+    title = f"Cell voltage, input vector {d['batch_index']}{plane}"
+    if d["v_applied"] is not None:
+        drop = d["v_applied"][:, None] - d["v_cell"]
+        title += f"\nmax drop V_in − V_cell = {1e3 * np.nanmax(drop):.3g} mV"
+    image(fig, axs[1], d["v_cell"] * 1e3, title, "V_cell (mV)", "magma")
+
+    # Column currents; bit-serial reads are P x B x C, coloured by bit plane.
+    ax, io, ii = axs[2], d["i_out"] * 1e6, d["i_ideal"] * 1e6
+    if io.ndim == 3 and io.shape[0] <= 16:
+        for p in range(io.shape[0]):
+            points(ax, ii[p], io[p], label=f"plane {p}")
+    else:
+        points(ax, ii, io)
+    identity(ax, ii, io)
+    ax.set_title(f"Column currents\nIR-drop error mean {pct(d['err_mean'])}, "
+                 f"max {pct(d['err_max'])}", fontsize=10)
+    ax.set_xlabel("I ideal, no wire R (µA)")
+    ax.set_ylabel("I out, with wire R (µA)")
+    ax.legend(fontsize="small", markerscale=2)
+
+    # Digital outputs vs. the exact float product W·x.
+    ax, y, yi = axs[3], d["y"], d["y_ideal"]
+    points(ax, yi, y, color="C3")
+    identity(ax, yi, y)
+    scale = np.nanmax(np.abs(yi)) if np.isfinite(yi).any() else 0.0
+    rms = np.sqrt(np.nanmean((y - yi) ** 2)) / scale if scale > 0 else float("nan")
+    ax.set_title(f"Digital outputs\nRMS error {pct(rms)} of max |y_ideal|", fontsize=10)
+    ax.set_xlabel("y_ideal = W·x (weight units)")
+    ax.set_ylabel("y, digital (weight units)")
+    ax.legend(fontsize="small")
+
+    fig.suptitle(f"{d['card_file']}  —  {rows}×{cols}  —  wire R {d['r_wl']:.3g} / "
+                 f"{d['r_bl']:.3g} Ω per WL/BL segment  —  solver {d['solver']}  —  "
+                 f"read {k} ({d['encoding']}) at t = {d['time_s']:.4g} s")
+    fig.tight_layout()
+    return fig
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("trace", help="HDF5 trace written by xbar")
+    ap.add_argument("-o", "--output", required=True, help="PNG file to write")
+    ap.add_argument("--read", type=int, default=0, help="index K of /reads/KKKK (default 0)")
+    args = ap.parse_args()
+    if args.read < 0:
+        ap.error("--read must be >= 0")
+
+    try:
+        d = load(args.trace, args.read)
+    except TraceError as e:
+        print(f"plot_trace: {args.trace}: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # I/O failure while reading a (corrupt?) HDF5 file
+        print(f"plot_trace: {args.trace}: cannot read ({e})", file=sys.stderr)
+        return 2
+
+    # Render to a temporary name in the same folder, then atomically replace,
+    # so a failure never leaves a truncated PNG behind.
+    out = args.output
+    folder, base = os.path.split(os.path.abspath(out))
+    tmp = os.path.join(folder, f".{base}.{os.getpid()}.tmp")
+    try:
+        fig = draw(d, args.read)
+        fig.savefig(tmp, format="png")
+        plt.close(fig)
+        os.replace(tmp, out)
+    except OSError as e:
+        print(f"plot_trace: {out}: cannot write ({e.strerror or e})", file=sys.stderr)
+        return 2
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
