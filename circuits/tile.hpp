@@ -59,6 +59,8 @@ class Tile {
   const devices::ProgrammedArray& programmed() const { return programmed_; }
   const core::Card& card() const { return card_; }
   Solver& solver() { return *solver_; }
+  // The solver's set-up for the current conductances: pattern analysis and factorisation times.
+  const SolveSummary& factorization() const { return factor_summary_; }
 
  private:
   // Conductances of one read and the solver factorised for them.

@@ -206,15 +206,18 @@ std::string summary_text(const Simulation& sim, const std::filesystem::path& tra
   text += fmt::format("  device     {}, g {:g} .. {:g} uS; mapping {} x {} weights\n", card.device.model,
                       card.device.g_min * 1e6, card.device.g_max * 1e6, sim.workload.weights.rows(),
                       sim.workload.weights.cols());
+  const auto& setup = sim.tile->factorization();
+  text += fmt::format("  solver     {}: analyse {:.3g} s (once per topology), factorize {:.3g} s (per programming "
+                      "state)\n",
+                      setup.method, setup.analyse_s, setup.factorize_s);
   const Eigen::MatrixXd y_ideal = sim.workload.weights * sim.workload.inputs;
   for (std::size_t r = 0; r < sim.reads.size(); ++r) {
     const auto& read = sim.reads[r];
     const ReadErrors errors = read_errors(read, y_ideal);
-    text += fmt::format("  read {:<4}  t = {:g} s, {} solver: analyse {:.3g} s, factorize {:.3g} s, solve {:.3g} s "
-                        "({} vector{} x {} plane{}), residual {:.2g}\n",
-                        r, read.time_s, read.summary.method, read.summary.analyse_s, read.summary.factorize_s,
-                        read.summary.solve_s, sim.workload.inputs.cols(), sim.workload.inputs.cols() == 1 ? "" : "s",
-                        read.v_in.size(), read.v_in.size() == 1 ? "" : "s", read.summary.residual);
+    text += fmt::format("  read {:<4}  t = {:g} s: solve {:.3g} s for {} vector{} x {} plane{}, residual {:.2g}\n", r,
+                        read.time_s, read.summary.solve_s, sim.workload.inputs.cols(),
+                        sim.workload.inputs.cols() == 1 ? "" : "s", read.v_in.size(), read.v_in.size() == 1 ? "" : "s",
+                        read.summary.residual);
     text += fmt::format("             IR-drop error of the column currents: mean {:.3g} %, max {:.3g} % of full "
                         "scale (the wires take {:.3g} % of the signal); outputs vs W x: rms {:.3g} % of max\n",
                         100 * errors.ir_drop_mean, 100 * errors.ir_drop_max, 100 * errors.deficit,
