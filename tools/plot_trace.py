@@ -88,20 +88,25 @@ def load(path, k):
         d["err_max"] = num(rd, "ir_drop_err_max")
         d["card_file"] = text(h5.attrs.get("card_file", os.path.basename(path)))
         d["r_wl"], d["r_bl"] = num(arr, "r_wl_segment"), num(arr, "r_bl_segment")
-        # Optional: applied row voltages of the plotted vector, so the title can
-        # quote the worst IR drop (V_in - V_cell). Amplitude encoding only.
+        # Applied row voltages of the plotted vector (the most significant plane
+        # of a bit-serial read), for the share of it the wires take.
         b, vin = d["batch_index"], rd.get("v_in")
         d["v_applied"] = None
-        if (d["encoding"] == "amplitude" and isinstance(vin, h5py.Dataset)
-                and vin.ndim == 2 and vin.shape[1] == d["v_cell"].shape[0]
-                and isinstance(b, (int, np.integer)) and 0 <= b < vin.shape[0]):
-            d["v_applied"] = np.asarray(vin[int(b)], dtype=float)
+        if isinstance(vin, h5py.Dataset) and vin.ndim in (2, 3):
+            rows_of = vin[-1] if vin.ndim == 3 else vin
+            if (rows_of.shape[1] == d["v_cell"].shape[0]
+                    and isinstance(b, (int, np.integer)) and 0 <= b < rows_of.shape[0]):
+                d["v_applied"] = np.asarray(rows_of[int(b)], dtype=float)
     return d
 
 
-def image(fig, ax, data, title, unit, cmap):
+def image(fig, ax, data, title, unit, cmap, symmetric=False):
     """Matrix panel: rows (word lines) down the y axis, columns along x."""
-    im = ax.imshow(data, cmap=cmap, aspect="auto", interpolation="nearest")
+    limits = {}
+    if symmetric and np.isfinite(data).any():
+        extent = np.nanmax(np.abs(data)) or 1.0
+        limits = {"vmin": -extent, "vmax": extent}
+    im = ax.imshow(data, cmap=cmap, aspect="auto", interpolation="nearest", **limits)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("column (bit line)")
     ax.set_ylabel("row (word line)")
@@ -141,7 +146,7 @@ def pct(v):
 
 def draw(d, k):
     rows, cols = d["conductance"].shape
-    fig, axs = plt.subplots(1, 4, figsize=(14, 4.5), dpi=120)
+    fig, axs = plt.subplots(1, 5, figsize=(17.5, 4.5), dpi=120)
 
     image(fig, axs[0], d["conductance"] * 1e6, "Conductance", "G (µS)", "viridis")
     plane = ", MSB plane" if d["encoding"] == "bit_serial" else ""
@@ -151,8 +156,19 @@ def draw(d, k):
         title += f"\nmax drop V_in − V_cell = {1e3 * np.nanmax(drop):.3g} mV"
     image(fig, axs[1], d["v_cell"] * 1e3, title, "V_cell (mV)", "magma")
 
+    # The IR drop itself: the part of each row's applied voltage that does not
+    # reach the cell (word-line drop plus bit-line rise), on a symmetric scale.
+    ax = axs[2]
+    if d["v_applied"] is not None:
+        lost = 1e3 * (d["v_applied"][:, None] - d["v_cell"])
+        image(fig, ax, lost, f"Voltage lost to the wires, input vector {d['batch_index']}",
+              "V_in − V_cell (mV)", "coolwarm", symmetric=True)
+    else:
+        ax.set_axis_off()
+        ax.set_title("Voltage lost to the wires\n(no v_in in the trace)", fontsize=10)
+
     # Column currents; bit-serial reads are P x B x C, coloured by bit plane.
-    ax, io, ii = axs[2], d["i_out"] * 1e6, d["i_ideal"] * 1e6
+    ax, io, ii = axs[3], d["i_out"] * 1e6, d["i_ideal"] * 1e6
     if io.ndim == 3 and io.shape[0] <= 16:
         for p in range(io.shape[0]):
             points(ax, ii[p], io[p], label=f"plane {p}")
@@ -166,7 +182,7 @@ def draw(d, k):
     ax.legend(fontsize="small", markerscale=2)
 
     # Digital outputs vs. the exact float product W·x.
-    ax, y, yi = axs[3], d["y"], d["y_ideal"]
+    ax, y, yi = axs[4], d["y"], d["y_ideal"]
     points(ax, yi, y, color="C3")
     identity(ax, yi, y)
     scale = np.nanmax(np.abs(yi)) if np.isfinite(yi).any() else 0.0
