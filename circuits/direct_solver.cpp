@@ -73,7 +73,7 @@ SolveSummary DirectSolver::solve(const Eigen::MatrixXd& v_in, Eigen::MatrixXd& i
   summary.analyse_s = summary.factorize_s = 0;  // reported by the constructor and set_conductances()
   summary.iterations = 1;
   if (!summary.ok()) return summary;
-  const int rows = system_.rows(), cols = system_.cols();
+  const int rows = system_.rows();
   if (v_in.rows() != rows || !v_in.allFinite()) {
     summary.status = core::SolveStatus::non_finite;
     summary.message = v_in.rows() != rows ? fmt::format("v_in has {} rows, the array {}", v_in.rows(), rows)
@@ -92,21 +92,7 @@ SolveSummary DirectSolver::solve(const Eigen::MatrixXd& v_in, Eigen::MatrixXd& i
       summary.residual = std::max(summary.residual, scale > 0 ? r.col(k).norm() / scale : r.col(k).norm());
     }
   }
-  Eigen::MatrixXd v_wl, v_bl;
-  system_.node_voltages(x, v_in, v_wl, v_bl);
-  // i_out[j] = sum_i g(i,j) (v_w(i,j) - v_b(i,j)): by Kirchhoff's current law every bit line's
-  // cell currents leave through its sense resistor, and this form stays exact for r_sense = 0.
-  i_out = Eigen::MatrixXd::Zero(cols, v_in.cols());
-  for (int i = 0; i < rows; ++i)
-    for (int j = 0; j < cols; ++j) {
-      const int k = i * cols + j;
-      i_out.row(j) += g_cell_(i, j) * (v_wl.row(k) - v_bl.row(k));
-    }
-  if (v_cell && v_in.cols() > 0) {
-    v_cell->resize(rows, cols);
-    for (int i = 0; i < rows; ++i)
-      for (int j = 0; j < cols; ++j) (*v_cell)(i, j) = v_wl(i * cols + j, probe) - v_bl(i * cols + j, probe);
-  }
+  i_out = system_.column_currents(x, v_in, g_cell_, v_cell, probe);
   summary.solve_s = seconds_since(start);
   if (!i_out.allFinite()) {
     summary.status = core::SolveStatus::non_finite;

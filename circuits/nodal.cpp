@@ -179,23 +179,29 @@ Eigen::MatrixXd NodalSystem::rhs(const Eigen::MatrixXd& v_in) const {
   return b;
 }
 
-void NodalSystem::node_voltages(const Eigen::MatrixXd& x, const Eigen::MatrixXd& v_in, Eigen::MatrixXd& v_wl,
-                                Eigen::MatrixXd& v_bl) const {
-  const int rc = rows_ * cols_;
+Eigen::MatrixXd NodalSystem::column_currents(const Eigen::MatrixXd& x, const Eigen::MatrixXd& v_in,
+                                             const Eigen::MatrixXd& g_cell, Eigen::MatrixXd* v_cell, int probe) const {
+  // Work on transposes so that each node's batch of voltages is one contiguous column.
+  const Eigen::MatrixXd x_t = x.transpose(), v_t = v_in.transpose();
   const Eigen::Index batch = v_in.cols();
-  v_wl.resize(rc, batch);
-  v_bl.resize(rc, batch);
-  for (int p = 0; p < 2 * rc; ++p) {
-    auto out = p < rc ? v_wl.row(p) : v_bl.row(p - rc);
-    const NodeRef ref = refs_[p];
-    if (ref.kind == NodeRef::unknown) {
-      out = x.row(ref.index);
-    } else if (ref.kind == NodeRef::source) {
-      out = v_in.row(ref.index);
-    } else {
-      out.setZero();
+  const Eigen::VectorXd zero = Eigen::VectorXd::Zero(batch);
+  auto voltages = [&](int physical) -> Eigen::Ref<const Eigen::VectorXd> {
+    const NodeRef ref = refs_[physical];
+    if (ref.kind == NodeRef::unknown) return x_t.col(ref.index);
+    if (ref.kind == NodeRef::source) return v_t.col(ref.index);
+    return zero;
+  };
+  const int rc = rows_ * cols_;
+  Eigen::MatrixXd i_t = Eigen::MatrixXd::Zero(batch, cols_);
+  if (v_cell) v_cell->resize(rows_, cols_);
+  for (int i = 0; i < rows_; ++i)
+    for (int j = 0; j < cols_; ++j) {
+      const int k = i * cols_ + j;
+      const auto v_w = voltages(k), v_b = voltages(rc + k);
+      i_t.col(j) += g_cell(i, j) * (v_w - v_b);
+      if (v_cell && batch > 0) (*v_cell)(i, j) = v_w[probe] - v_b[probe];
     }
-  }
+  return i_t.transpose();
 }
 
 std::string NodalSystem::node_name(int physical) const {

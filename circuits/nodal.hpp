@@ -59,9 +59,12 @@ class NodalSystem {
   // Right-hand sides for a batch of input voltages (R×B): S·v_in, n×B.
   Eigen::MatrixXd rhs(const Eigen::MatrixXd& v_in) const;
 
-  // Voltages of every word-line node (R*C×B) and bit-line node (R*C×B) from the unknowns x (n×B).
-  void node_voltages(const Eigen::MatrixXd& x, const Eigen::MatrixXd& v_in, Eigen::MatrixXd& v_wl,
-                     Eigen::MatrixXd& v_bl) const;
+  // Column currents (C×B) from the unknowns x (n×B): i_out[j] = sum_i g(i,j) (v_w(i,j) - v_b(i,j)).
+  // By Kirchhoff's current law every bit line's cell currents leave through its sense resistor,
+  // and this form stays exact when r_sense = 0. With `v_cell`, also the voltage across every cell
+  // (R×C) for batch column `probe`.
+  Eigen::MatrixXd column_currents(const Eigen::MatrixXd& x, const Eigen::MatrixXd& v_in, const Eigen::MatrixXd& g_cell,
+                                  Eigen::MatrixXd* v_cell, int probe) const;
 
   // Describes an unknown that has no conducting path to a source or ground (for error messages),
   // or "" when every unknown is connected. Uses the current cell conductances.
