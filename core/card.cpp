@@ -9,8 +9,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <initializer_list>
 #include <set>
 #include <sstream>
+#include <system_error>
 
 #include "core/error.hpp"
 
@@ -75,6 +77,15 @@ std::string closest(const std::string& word, const std::vector<std::string>& can
       best_distance = distance;
     }
   }
+  if (!best.empty() || word.size() < 3) return best;
+  // No near spelling: suggest the one candidate that contains the word or is contained in it
+  // ("serial" -> "bit_serial").
+  for (const auto& candidate : candidates) {
+    if (candidate.size() < 3) continue;
+    if (candidate.find(word) == std::string::npos && word.find(candidate) == std::string::npos) continue;
+    if (!best.empty()) return "";  // ambiguous
+    best = candidate;
+  }
   return best;
 }
 
@@ -116,7 +127,7 @@ class CardLoader {
     CardIssue item;
     item.key = key;
     item.message = std::move(message);
-    if (overridden_.count(key)) {
+    if (from_override(key)) {
       item.file = "--set";
     } else {
       item.file = file_name_;
@@ -128,6 +139,15 @@ class CardLoader {
     issues_.push_back(std::move(item));
   }
 
+  // True when the key was given, or its section created, by a --set override.
+  bool from_override(const std::string& key) const {
+    if (created_.count(key)) return true;
+    return std::any_of(overridden_.begin(), overridden_.end(), [&](const std::string& o) {
+      return key == o || key.rfind(o + ".", 0) == 0;
+    });
+  }
+  bool has(const std::string& key) const { return values_.count(key) != 0; }
+
   void apply_override(YAML::Node& root, const std::string& argument);
   void walk(const YAML::Node& map, const std::string& prefix);
   bool is_section(const std::string& path) const;
@@ -136,9 +156,12 @@ class CardLoader {
   Card build(const std::filesystem::path& base_dir);
   void cross_check(Card& card);
 
+  // The validated value of a key, or `fallback` when the key has no valid value (the card then
+  // has an issue already; the checks across fields skip such keys).
   template <typename T>
-  T get(const std::string& key) const {
-    return std::get<T>(values_.at(key));
+  T get(const std::string& key, T fallback = T{}) const {
+    auto it = values_.find(key);
+    return it == values_.end() ? fallback : std::get<T>(it->second);
   }
 
   std::string file_name_;
@@ -146,9 +169,10 @@ class CardLoader {
   std::vector<std::string> known_models_;
   std::vector<ParamSpec> specs_;                 // common schema + the chosen model's parameters
   std::map<std::string, YAML::Node> leaves_;     // key -> node found in the card
-  std::map<std::string, YAML::Node> sections_;   // section path -> node (for locating missing keys)
+  std::map<std::string, YAML::Node> section_keys_;  // section path -> its key in the card (for locating missing keys)
   std::map<std::string, CardValue> values_;
-  std::set<std::string> overridden_;
+  std::set<std::string> overridden_;             // keys given by --set
+  std::set<std::string> created_;                // sections that only --set created
   std::vector<CardIssue> issues_;
   bool model_known_ = false;
 };
@@ -178,6 +202,7 @@ void CardLoader::apply_override(YAML::Node& root, const std::string& argument) {
     YAML::Node child = node[parts[i]];
     if (!child.IsDefined() || child.IsNull()) {
       node[parts[i]] = YAML::Node(YAML::NodeType::Map);
+      created_.insert(fmt::format("{}", fmt::join(parts.begin(), parts.begin() + i + 1, ".")));
     } else if (!child.IsMap()) {
       issues_.push_back({"--set", 0, 0, key,
                          fmt::format("'{}' is not a section of the card", fmt::join(parts.begin(), parts.begin() + i + 1, "."))});
@@ -205,14 +230,28 @@ std::vector<std::string> CardLoader::children_of(const std::string& prefix) cons
 }
 
 void CardLoader::walk(const YAML::Node& map, const std::string& prefix) {
-  sections_[prefix] = map;
   const std::vector<std::string> allowed = children_of(prefix);
+  std::map<std::string, YAML::Node> seen;  // key name -> its first occurrence in this section
   for (auto it = map.begin(); it != map.end(); ++it) {
-    const std::string name = it->first.as<std::string>();
+    YAML::Node key_node = it->first;
+    if (!key_node.IsScalar()) {
+      issue(prefix, &key_node, fmt::format("expected a key name, got {}", describe(key_node)));
+      continue;
+    }
+    const std::string name = key_node.Scalar();
     const std::string path = prefix.empty() ? name : prefix + "." + name;
+    if (auto first = seen.find(name); first != seen.end()) {
+      // YAML forbids this; yaml-cpp keeps both, and lookups see the first one.
+      const int first_line = first->second.Mark().line;
+      issue(path, &key_node,
+            first_line >= 0 ? fmt::format("duplicate key; first given at line {}", first_line + 1) : "duplicate key");
+      continue;
+    }
+    seen.emplace(name, key_node);
     const YAML::Node value = it->second;
     if (is_section(path)) {
       if (value.IsMap()) {
+        section_keys_[path] = key_node;
         walk(value, path);
       } else {
         issue(path, &value, fmt::format("expected a section with keys {}, got {}", fmt::join(children_of(path), ", "),
@@ -227,7 +266,6 @@ void CardLoader::walk(const YAML::Node& map, const std::string& prefix) {
     }
     if (prefix == "device" && !model_known_) continue;  // unknown model: its parameters cannot be checked
     const std::string suggestion = closest(name, allowed);
-    YAML::Node key_node = it->first;
     issue(path, &key_node,
           suggestion.empty() ? fmt::format("unknown key; this section allows: {}", fmt::join(allowed, ", "))
                              : fmt::format("unknown key; did you mean '{}'?", suggestion));
@@ -336,14 +374,16 @@ Card CardLoader::load(const std::string& text, const std::vector<std::string>& o
       continue;
     }
     if (spec.required()) {
-      if (spec.key == "device.model" || spec.key.rfind("device.", 0) != 0 || model_known_) {
-        // Locate the missing key at its closest existing section.
-        std::string section = spec.key.substr(0, spec.key.rfind('.') == std::string::npos ? 0 : spec.key.rfind('.'));
-        while (!section.empty() && !sections_.count(section))
-          section = section.substr(0, section.rfind('.') == std::string::npos ? 0 : section.rfind('.'));
-        const YAML::Node where = sections_.count(section) ? sections_[section] : YAML::Node();
-        issue(spec.key, &where, fmt::format("missing key; expected {}", spec.expectation()));
-      }
+      // (specs_ holds a model's own parameters only when the model is known.) Locate the missing
+      // key at the line of its closest enclosing section; line 0 when only the root encloses it.
+      auto parent = [](const std::string& path) {
+        const auto dot = path.rfind('.');
+        return dot == std::string::npos ? std::string() : path.substr(0, dot);
+      };
+      std::string section = parent(spec.key);
+      while (!section.empty() && !section_keys_.count(section)) section = parent(section);
+      const YAML::Node where = section.empty() ? YAML::Node() : section_keys_[section];
+      issue(spec.key, section.empty() ? nullptr : &where, fmt::format("missing key; expected {}", spec.expectation()));
       continue;
     }
     const YAML::Node default_node = YAML::Load(*spec.default_yaml);
@@ -351,9 +391,12 @@ Card CardLoader::load(const std::string& text, const std::vector<std::string>& o
     if (!value) throw std::logic_error("card schema default of " + spec.key + " does not validate");
     values_[spec.key] = *value;
   }
-  if (!issues_.empty()) throw CardError(issues_);
 
+  // Checks across fields run even when some keys are wrong (every problem in one pass); each
+  // check skips keys without a valid value.
   Card card = build(base_dir);
+  cross_check(card);
+  if (!issues_.empty()) throw CardError(issues_);
   if (overrides.empty()) {
     card.effective_yaml = text;
   } else {
@@ -362,8 +405,6 @@ Card CardLoader::load(const std::string& text, const std::vector<std::string>& o
     card.effective_yaml = std::string(emitter.c_str()) + "\n";
   }
   card.overrides = overrides;
-  cross_check(card);
-  if (!issues_.empty()) throw CardError(issues_);
   return card;
 }
 
@@ -437,37 +478,44 @@ void CardLoader::cross_check(Card& card) {
     auto it = leaves_.find(key);
     return it == leaves_.end() ? nullptr : &it->second;
   };
-  auto check = [&](bool ok, const std::string& key, const std::string& message) {
+  // Reports `message` at `key` unless `ok`; skipped when any key in `inputs` has no valid value.
+  auto check = [&](std::initializer_list<const char*> inputs, bool ok, const std::string& key,
+                   const std::string& message) {
+    if (!std::all_of(inputs.begin(), inputs.end(), [&](const char* input) { return has(input); })) return;
     if (!ok) issue(key, at(key), message);
   };
-  check(card.device.g_min < card.device.g_max, "device.g_max",
+  check({"device.g_min", "device.g_max"}, card.device.g_min < card.device.g_max, "device.g_max",
         fmt::format("expected g_max > g_min ({:g} S), got {:g} S", card.device.g_min, card.device.g_max));
-  check(card.tile.access == AccessType::none || card.tile.r_access_on > 0, "tile.access.r_on",
-        "expected an on-resistance > 0 (ohm) for a transistor access device");
-  check(card.dac.encoding == Encoding::amplitude || card.dac.bits >= 2, "dac.bits",
+  check({"tile.access.type", "tile.access.r_on"}, card.tile.access == AccessType::none || card.tile.r_access_on > 0,
+        "tile.access.r_on", "expected an on-resistance > 0 (ohm) for a transistor access device");
+  check({"dac.encoding", "dac.bits"}, card.dac.encoding == Encoding::amplitude || card.dac.bits >= 2, "dac.bits",
         fmt::format("bit-serial encoding needs at least 2 bits (sign and one magnitude bit), got {}", card.dac.bits));
   if (!card.adc.inl_lsb.empty()) {
     const std::size_t codes = card.adc.bits > 0 ? (std::size_t{1} << card.adc.bits) - 1 : 0;
-    check(card.adc.bits > 0 && card.adc.inl_lsb.size() == codes, "adc.inl_lsb",
+    check({"adc.bits", "adc.inl_lsb"}, card.adc.bits > 0 && card.adc.inl_lsb.size() == codes, "adc.inl_lsb",
           card.adc.bits > 0 ? fmt::format("expected {} values (codes -{}..{}), got {}", codes, codes / 2, codes / 2,
                                           card.adc.inl_lsb.size())
                             : "expected an empty list for an ideal ADC (bits: 0)");
   }
-  check(card.adc.bits > 0 || card.adc.inl_sigma_lsb == 0, "adc.inl_sigma_lsb",
+  check({"adc.bits", "adc.inl_sigma_lsb"}, card.adc.bits > 0 || card.adc.inl_sigma_lsb == 0, "adc.inl_sigma_lsb",
         "expected 0 for an ideal ADC (bits: 0)");
-  check(card.mapping.slices == 1 || card.mapping.bits_per_slice >= 1, "mapping.bits_per_slice",
-        fmt::format("expected >= 1 bit per slice with {} slices", card.mapping.slices));
-  const int fit = outputs_that_fit(card.mapping, card.tile.cols);
-  check(fit >= 1, "tile.cols",
-        fmt::format("expected at least {} columns for one output of the {} mapping with {} slice(s), got {}",
-                    columns_per_output(card.mapping) + (card.mapping.scheme == MappingScheme::reference ? 1 : 0),
-                    card.mapping.scheme == MappingScheme::reference ? "reference" : "differential",
-                    card.mapping.slices, card.tile.cols));
-  check(card.workload.outputs <= fit, "workload.weights.outputs",
-        fmt::format("expected at most {} outputs (what {} columns hold), got {}", fit, card.tile.cols,
-                    card.workload.outputs));
-  check(!card.workload.read_times_s.empty(), "workload.read_times", "expected at least one read time (s)");
+  check({"mapping.slices", "mapping.bits_per_slice"}, card.mapping.slices == 1 || card.mapping.bits_per_slice >= 1,
+        "mapping.bits_per_slice", fmt::format("expected >= 1 bit per slice with {} slices", card.mapping.slices));
+  if (has("mapping.scheme") && has("mapping.slices") && has("tile.cols")) {
+    const int fit = outputs_that_fit(card.mapping, card.tile.cols);
+    check({}, fit >= 1, "tile.cols",
+          fmt::format("expected at least {} columns for one output of the {} mapping with {} slice(s), got {}",
+                      columns_per_output(card.mapping) + (card.mapping.scheme == MappingScheme::reference ? 1 : 0),
+                      card.mapping.scheme == MappingScheme::reference ? "reference" : "differential",
+                      card.mapping.slices, card.tile.cols));
+    check({"workload.weights.outputs"}, card.workload.outputs <= fit, "workload.weights.outputs",
+          fmt::format("expected at most {} outputs (what {} columns hold), got {}", fit, card.tile.cols,
+                      card.workload.outputs));
+  }
+  check({"workload.read_times"}, !card.workload.read_times_s.empty(), "workload.read_times",
+        "expected at least one read time (s)");
   for (const std::string prefix : {"workload.weights", "workload.inputs"}) {
+    if (!has(prefix + ".distribution") || !has(prefix + ".file")) continue;
     const MatrixSource& source = prefix == "workload.weights" ? card.workload.weights : card.workload.inputs;
     if (source.distribution != Distribution::file) continue;
     if (source.file.empty()) {
@@ -489,6 +537,9 @@ Card load_card_text(const std::string& text, const std::string& file_name, const
 
 Card load_card(const std::filesystem::path& file, const std::vector<std::string>& overrides,
                const DeviceParamLookup& device_params, const std::vector<std::string>& known_models) {
+  std::error_code error;
+  if (std::filesystem::is_directory(file, error))
+    throw UserError(fmt::format("{}: cannot read the card file (it is a folder)", file.string()));
   std::ifstream stream(file, std::ios::binary);
   if (!stream) throw UserError(fmt::format("{}: cannot read the card file ({})", file.string(), std::strerror(errno)));
   std::stringstream buffer;

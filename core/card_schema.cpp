@@ -186,13 +186,17 @@ const std::vector<ParamSpec>& card_schema() {
 }
 
 std::string markdown_reference(const std::vector<ParamSpec>& specs) {
+  auto cell = [](std::string text) {  // a '|' would end the table cell
+    for (std::size_t at = text.find('|'); at != std::string::npos; at = text.find('|', at + 2)) text.replace(at, 1, "\\|");
+    return text;
+  };
   std::string text = "| key | type | default | unit | allowed | description |\n| --- | --- | --- | --- | --- | --- |\n";
   for (const auto& spec : specs) {
     std::string allowed = spec.type == ValueType::choice ? fmt::format("{}", fmt::join(spec.choices, ", "))
                                                          : bounds_text(spec);
     text += fmt::format("| `{}` | {} | {} | {} | {} | {} |\n", spec.key, to_string(spec.type),
                         spec.required() ? "required" : fmt::format("`{}`", *spec.default_yaml),
-                        spec.unit, allowed, spec.description);
+                        spec.unit, cell(allowed), cell(spec.description));
   }
   return text;
 }
