@@ -25,6 +25,13 @@ double DeviceOptions::param(const std::string& name) const {
   return std::get<double>(it->second);
 }
 
+std::int64_t DeviceOptions::integer_param(const std::string& name) const {
+  auto it = params.find(name);
+  if (it == params.end() || !std::holds_alternative<std::int64_t>(it->second))
+    throw UserError(fmt::format("device model '{}' has no integer parameter '{}'", model, name));
+  return std::get<std::int64_t>(it->second);
+}
+
 const std::string& DeviceOptions::text_param(const std::string& name) const {
   auto it = params.find(name);
   if (it == params.end() || !std::holds_alternative<std::string>(it->second))
@@ -424,9 +431,18 @@ Card CardLoader::build(const std::filesystem::path& base_dir) {
   card.device.model = get<std::string>("device.model");
   card.device.g_min = get<double>("device.g_min");
   card.device.g_max = get<double>("device.g_max");
+  card.device.stuck_low_rate = get<double>("device.faults.stuck_low_rate");
+  card.device.stuck_high_rate = get<double>("device.faults.stuck_high_rate");
+  card.device.rtn_fraction = get<double>("device.rtn.fraction");
+  card.device.rtn_amplitude_rel = get<double>("device.rtn.amplitude_rel");
+  card.device.rtn_capture_rate = get<double>("device.rtn.capture_rate");
+  card.device.rtn_emission_rate = get<double>("device.rtn.emission_rate");
+  // Everything else under device. belongs to the model.
+  const auto& common = card_schema();
   for (const auto& [key, value] : values_) {
-    if (key.rfind("device.", 0) == 0 && key != "device.model" && key != "device.g_min" && key != "device.g_max")
-      card.device.params[key.substr(7)] = value;
+    const bool is_common =
+        std::any_of(common.begin(), common.end(), [&key = key](const ParamSpec& spec) { return spec.key == key; });
+    if (key.rfind("device.", 0) == 0 && !is_common) card.device.params[key.substr(7)] = value;
   }
 
   card.dac.bits = static_cast<int>(get<std::int64_t>("dac.bits"));
@@ -451,8 +467,11 @@ Card CardLoader::build(const std::filesystem::path& base_dir) {
   card.mapping.w_max = get<double>("mapping.w_max");
   card.mapping.slices = static_cast<int>(get<std::int64_t>("mapping.slices"));
   card.mapping.bits_per_slice = static_cast<int>(get<std::int64_t>("mapping.bits_per_slice"));
+  card.mapping.drift_compensation = get<bool>("mapping.drift_compensation");
 
   card.solver.method = get<std::string>("solver.method");
+  card.solver.tol = get<double>("solver.tol");
+  card.solver.max_iter = static_cast<int>(get<std::int64_t>("solver.max_iter"));
 
   auto source = [&](const std::string& prefix) {
     MatrixSource result;
@@ -486,6 +505,10 @@ void CardLoader::cross_check(Card& card) {
   };
   check({"device.g_min", "device.g_max"}, card.device.g_min < card.device.g_max, "device.g_max",
         fmt::format("expected g_max > g_min ({:g} S), got {:g} S", card.device.g_min, card.device.g_max));
+  check({"device.faults.stuck_low_rate", "device.faults.stuck_high_rate"},
+        card.device.stuck_low_rate + card.device.stuck_high_rate <= 1, "device.faults.stuck_high_rate",
+        fmt::format("expected stuck_low_rate + stuck_high_rate <= 1, got {:g}",
+                    card.device.stuck_low_rate + card.device.stuck_high_rate));
   check({"tile.access.type", "tile.access.r_on"}, card.tile.access == AccessType::none || card.tile.r_access_on > 0,
         "tile.access.r_on", "expected an on-resistance > 0 (ohm) for a transistor access device");
   check({"dac.encoding", "dac.bits"}, card.dac.encoding == Encoding::amplitude || card.dac.bits >= 2, "dac.bits",

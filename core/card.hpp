@@ -35,8 +35,15 @@ struct DeviceOptions {
   std::string model;                          // registry name
   double g_min = 0;                           // S
   double g_max = 0;                           // S
+  double stuck_low_rate = 0;                  // share of cells stuck at g_min
+  double stuck_high_rate = 0;                 // share of cells stuck at g_max
+  double rtn_fraction = 0;                    // share of cells with a telegraph-noise trap
+  double rtn_amplitude_rel = 0;               // relative conductance drop of an occupied trap
+  double rtn_capture_rate = 1;                // Hz
+  double rtn_emission_rate = 1;               // Hz
   std::map<std::string, CardValue> params;    // the model's own parameters, keyed without "device."
   double param(const std::string& name) const;            // a number parameter; throws if absent
+  std::int64_t integer_param(const std::string& name) const;  // an integer parameter; throws if absent
   const std::string& text_param(const std::string& name) const;
 };
 
@@ -71,10 +78,13 @@ struct MappingOptions {
   double w_max = 1;
   int slices = 1;
   int bits_per_slice = 0;  // 0 = analog
+  bool drift_compensation = false;  // global drift compensation in the digital periphery
 };
 
 struct SolverOptions {
   std::string method = "direct";
+  double tol = 1e-10;   // Newton: relative residual at convergence
+  int max_iter = 50;    // Newton: iteration budget
 };
 
 enum class Distribution { uniform, normal, file };

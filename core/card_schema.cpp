@@ -34,8 +34,16 @@ std::string bounds_text(const ParamSpec& spec) {
   return text;
 }
 
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+}  // namespace
+
+namespace spec {
+
+std::string yaml(double value) { return fmt::format("{}", value); }
+
 ParamSpec number(std::string key, std::optional<std::string> def, std::string unit, double min, double max,
-                 std::string description, bool min_exclusive = false) {
+                 std::string description, bool min_exclusive) {
   ParamSpec spec;
   spec.key = std::move(key);
   spec.type = ValueType::number;
@@ -65,6 +73,15 @@ ParamSpec choice(std::string key, std::optional<std::string> def, std::vector<st
   return spec;
 }
 
+ParamSpec boolean(std::string key, std::optional<std::string> def, std::string description) {
+  ParamSpec spec;
+  spec.key = std::move(key);
+  spec.type = ValueType::boolean;
+  spec.default_yaml = std::move(def);
+  spec.description = std::move(description);
+  return spec;
+}
+
 ParamSpec text(std::string key, std::optional<std::string> def, std::string description) {
   ParamSpec spec;
   spec.key = std::move(key);
@@ -81,9 +98,7 @@ ParamSpec number_list(std::string key, std::optional<std::string> def, std::stri
   return spec;
 }
 
-constexpr double kInf = std::numeric_limits<double>::infinity();
-
-}  // namespace
+}  // namespace spec
 
 std::string ParamSpec::expectation() const {
   std::string bounds = bounds_text(*this);
@@ -101,6 +116,7 @@ std::string ParamSpec::expectation() const {
 }
 
 const std::vector<ParamSpec>& card_schema() {
+  using namespace spec;
   static const std::vector<ParamSpec> schema = {
       integer("seed", std::nullopt, 0, 9.007199254740992e15,
               "Seed of every random stream (programming, noise, workload, ADC errors)."),
@@ -124,6 +140,15 @@ const std::vector<ParamSpec>& card_schema() {
       text("device.model", std::nullopt, "Device model name (see the device models below)."),
       number("device.g_min", std::nullopt, "S", 0, 1, "Lowest programmable conductance (weight 0)."),
       number("device.g_max", std::nullopt, "S", 0, 1, "Highest programmable conductance (|weight| = w_max).", true),
+      // Faults and random telegraph noise, for every model (noise/).
+      number("device.faults.stuck_low_rate", "0", "1", 0, 1,
+             "Share of cells stuck at g_min whatever they are programmed to (drawn per tile)."),
+      number("device.faults.stuck_high_rate", "0", "1", 0, 1,
+             "Share of cells stuck at g_max whatever they are programmed to (drawn per tile)."),
+      number("device.rtn.fraction", "0", "1", 0, 1, "Share of cells with an active two-state trap (random telegraph noise)."),
+      number("device.rtn.amplitude_rel", "0", "1", 0, 1, "Relative conductance drop while a trap is occupied."),
+      number("device.rtn.capture_rate", "1", "Hz", 0, kInf, "Trap capture rate.", true),
+      number("device.rtn.emission_rate", "1", "Hz", 0, kInf, "Trap emission rate.", true),
       // DAC.
       integer("dac.bits", std::nullopt, 0, 24,
               "DAC resolution including sign; 0 = ideal (unquantised). Bit-serial needs >= 2."),
@@ -162,9 +187,16 @@ const std::vector<ParamSpec>& card_schema() {
               "Columns per weight (per sign) holding bit slices of the weight, most significant first."),
       integer("mapping.bits_per_slice", "0", 0, 8,
               "Bits per slice; 0 = analog weights (only with slices = 1)."),
+      boolean("mapping.drift_compensation", "false",
+              "Global drift compensation in the digital periphery: outputs are scaled by the ratio of a "
+              "reference read's total output right after programming to the same read now."),
       // Solver.
       choice("solver.method", std::nullopt, {"direct"},
-             "direct: sparse Cholesky (CHOLMOD) of the nodal equations, exact to rounding."),
+             "direct: sparse Cholesky (CHOLMOD) of the nodal equations, exact to rounding; nonlinear cells "
+             "by damped Newton-Raphson on the same factorisation pattern."),
+      number("solver.tol", "1e-10", "1", 0, 1,
+             "Newton: relative residual ||F|| / ||b|| at which a nonlinear solve has converged.", true),
+      integer("solver.max_iter", "50", 1, 100000, "Newton: iteration budget of a nonlinear solve."),
       // Workload.
       choice("workload.weights.distribution", "uniform", {"uniform", "normal", "file"},
              "uniform: U(-scale, scale); normal: N(0, scale^2); file: read workload.weights.file. "

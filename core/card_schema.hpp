@@ -35,6 +35,21 @@ struct ParamSpec {
   std::string expectation() const;  // "a number >= 0 (ohm)", "one of: direct", ...
 };
 
+// Builders for parameter tables. A default is YAML text (spec::yaml formats a number); nullopt
+// makes the key required. Bounds are inclusive unless min_exclusive.
+namespace spec {
+std::string yaml(double value);  // shortest text that reads back as the same double
+ParamSpec number(std::string key, std::optional<std::string> def, std::string unit, double min, double max,
+                 std::string description, bool min_exclusive = false);
+ParamSpec integer(std::string key, std::optional<std::string> def, double min, double max, std::string description);
+ParamSpec choice(std::string key, std::optional<std::string> def, std::vector<std::string> choices,
+                 std::string description);
+ParamSpec boolean(std::string key, std::optional<std::string> def, std::string description);
+ParamSpec text(std::string key, std::optional<std::string> def, std::string description);
+ParamSpec number_list(std::string key, std::optional<std::string> def, std::string unit, double min, double max,
+                      std::string description);
+}  // namespace spec
+
 // Keys common to every card (all sections except the device model's own parameters).
 const std::vector<ParamSpec>& card_schema();
 

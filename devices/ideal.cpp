@@ -1,4 +1,4 @@
-#include "devices/ideal.hpp"
+#include "devices/models.hpp"
 
 namespace xbar::devices {
 namespace {
@@ -6,7 +6,9 @@ namespace {
 class IdealDevice final : public Device {
  public:
   ProgrammedArray program(const Eigen::MatrixXd& g_target, core::RandomStream&) const override {
-    return {g_target, g_target, {}};
+    ProgrammedArray programmed;
+    programmed.g_target = programmed.g_programmed = g_target;
+    return programmed;
   }
   Eigen::MatrixXd read_conductance(const ProgrammedArray& state, double, core::RandomStream&) const override {
     return state.g_programmed;

@@ -4,7 +4,7 @@
 #include <stdexcept>
 
 #include "core/error.hpp"
-#include "devices/ideal.hpp"
+#include "devices/models.hpp"
 
 namespace xbar::devices {
 
@@ -38,7 +38,14 @@ std::unique_ptr<Device> DeviceRegistry::create(const core::DeviceOptions& option
   return info->create(options);
 }
 
-void register_builtin_devices(DeviceRegistry& registry) { registry.add(ideal_device_info()); }
+void register_builtin_devices(DeviceRegistry& registry) {
+  registry.add(ideal_device_info());
+  registry.add(pcm_joshi2020_info());
+  registry.add(pcm_hermes2023_info());
+  registry.add(rram_wan2022_info());
+  registry.add(rram_hfox_info());
+  registry.add(rram_stanford_pku_info());
+}
 
 const DeviceRegistry& builtin_devices() {
   static const DeviceRegistry registry = [] {
