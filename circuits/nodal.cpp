@@ -153,6 +153,7 @@ NodalSystem::NodalSystem(int rows, int cols, const core::WireOptions& wires)
   }
   cell_g_ = Eigen::VectorXd::Zero(rc);
   std::copy(wire_values_.begin(), wire_values_.end(), a_.valuePtr());
+  a_wire_ = a_;
 }
 
 void NodalSystem::refill(const Eigen::MatrixXd& g_cell) {
@@ -202,6 +203,49 @@ Eigen::MatrixXd NodalSystem::column_currents(const Eigen::MatrixXd& x, const Eig
       if (v_cell && batch > 0) (*v_cell)(i, j) = v_w[probe] - v_b[probe];
     }
   return i_t.transpose();
+}
+
+Eigen::MatrixXd NodalSystem::cell_voltages(const Eigen::VectorXd& x, const Eigen::VectorXd& v_in) const {
+  auto voltage = [&](int physical) {
+    const NodeRef ref = refs_[physical];
+    return ref.kind == NodeRef::unknown ? x[ref.index] : ref.kind == NodeRef::source ? v_in[ref.index] : 0.0;
+  };
+  const int rc = rows_ * cols_;
+  Eigen::MatrixXd v(rows_, cols_);
+  for (int i = 0; i < rows_; ++i)
+    for (int j = 0; j < cols_; ++j) v(i, j) = voltage(i * cols_ + j) - voltage(rc + i * cols_ + j);
+  return v;
+}
+
+Eigen::VectorXd NodalSystem::wire_rhs(const Eigen::VectorXd& v_in) const {
+  Eigen::VectorXd b = Eigen::VectorXd::Zero(unknowns_);
+  for (const RhsTerm& term : rhs_terms_)
+    if (term.cell < 0) b[term.unknown] += term.g * v_in[term.row];
+  return b;
+}
+
+void NodalSystem::inject(const Eigen::MatrixXd& i_cell, double sign, Eigen::VectorXd& f) const {
+  const int rc = rows_ * cols_;
+  for (int i = 0; i < rows_; ++i)
+    for (int j = 0; j < cols_; ++j) {
+      const int k = i * cols_ + j;
+      const double current = sign * i_cell(i, j);
+      if (refs_[k].kind == NodeRef::unknown) f[refs_[k].index] += current;
+      if (refs_[rc + k].kind == NodeRef::unknown) f[refs_[rc + k].index] -= current;
+    }
+}
+
+Eigen::VectorXd NodalSystem::residual(const Eigen::VectorXd& x, const Eigen::VectorXd& v_in,
+                                      const Eigen::MatrixXd& i_cell) const {
+  Eigen::VectorXd f = a_wire_.selfadjointView<Eigen::Lower>() * x - wire_rhs(v_in);
+  inject(i_cell, 1.0, f);
+  return f;
+}
+
+double NodalSystem::residual_scale(const Eigen::VectorXd& v_in, const Eigen::MatrixXd& i_cell) const {
+  Eigen::VectorXd injected = Eigen::VectorXd::Zero(unknowns_);
+  inject(i_cell.cwiseAbs(), 1.0, injected);
+  return wire_rhs(v_in).norm() + injected.norm();
 }
 
 std::string NodalSystem::node_name(int physical) const {

@@ -66,6 +66,15 @@ class NodalSystem {
   Eigen::MatrixXd column_currents(const Eigen::MatrixXd& x, const Eigen::MatrixXd& v_in, const Eigen::MatrixXd& g_cell,
                                   Eigen::MatrixXd* v_cell, int probe) const;
 
+  // --- Nonlinear cells: the residual F(x) = A_w x - b_w + sum_k I_k (e_w(k) - e_b(k)), with A_w, b_w
+  // the wires alone and I_k the current of cell k from its word-line to its bit-line node. ---
+  // Voltage across every cell (R×C) for one vector of unknowns x and row voltages v_in.
+  Eigen::MatrixXd cell_voltages(const Eigen::VectorXd& x, const Eigen::VectorXd& v_in) const;
+  // F(x) for cell currents i_cell (R×C, A).
+  Eigen::VectorXd residual(const Eigen::VectorXd& x, const Eigen::VectorXd& v_in, const Eigen::MatrixXd& i_cell) const;
+  // ||b_w|| + the norm of the cell currents injected into unknown nodes: the scale of F.
+  double residual_scale(const Eigen::VectorXd& v_in, const Eigen::MatrixXd& i_cell) const;
+
   // Describes an unknown that has no conducting path to a source or ground (for error messages),
   // or "" when every unknown is connected. Uses the current cell conductances.
   std::string floating_node_description(const Eigen::MatrixXd& g_cell) const;
@@ -88,6 +97,7 @@ class NodalSystem {
   std::vector<NodeRef> refs_;          // per physical node 0..2RC-1
   Eigen::SparseMatrix<double> a_;      // lower triangle, fixed pattern
   std::vector<double> wire_values_;    // A's values from the wires alone
+  Eigen::SparseMatrix<double> a_wire_; // A_w: the same pattern with the wires' values only
   // Per cell: positions in a_.valuePtr() of the diagonal entries of its two ends and of their
   // off-diagonal entry; -1 where an end is fixed or both ends are one node.
   std::vector<int> cell_diag_w_, cell_diag_b_, cell_offdiag_;
@@ -98,6 +108,10 @@ class NodalSystem {
   std::vector<double> wire_leak_;
   std::vector<int> cell_leak_unknown_;
   std::vector<int> unknown_node_;      // a physical node of each unknown (for messages)
+
+  Eigen::VectorXd wire_rhs(const Eigen::VectorXd& v_in) const;  // b_w
+  // Adds sign * i_cell(k) at each cell's unknown word-line end and subtracts it at its bit-line end.
+  void inject(const Eigen::MatrixXd& i_cell, double sign, Eigen::VectorXd& f) const;
 };
 
 }  // namespace xbar::circuits

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "circuits/cell_model.hpp"
 #include "circuits/nodal.hpp"
 #include "core/card.hpp"
 #include "core/error.hpp"
@@ -18,8 +19,9 @@ struct SolveSummary {
   std::string method;                            // "direct", ...
   core::SolveStatus status = core::SolveStatus::ok;
   std::string message;                           // why, when status is not ok
-  int iterations = 0;                            // 1 for a direct solve
-  double residual = 0;                           // max over the batch of ||A x - b|| / ||b||
+  std::string warning;                           // a result obtained outside a model's validity range
+  int iterations = 0;                            // linear solves per vector (1 for linear cells; Newton: max over the batch)
+  double residual = 0;                           // max over the batch of ||F(x)|| / ||b|| (A x - b for linear cells)
   double analyse_s = 0, factorize_s = 0, solve_s = 0;  // wall time of the last call of each stage
   bool ok() const { return status == core::SolveStatus::ok; }
 };
@@ -28,19 +30,22 @@ class Solver {
  public:
   virtual ~Solver() = default;
   virtual const char* name() const = 0;
-  // New cell conductances (R×C, S, access device included).
-  virtual SolveSummary set_conductances(const Eigen::MatrixXd& g_cell) = 0;
+  // New cells: the devices' read conductances (R×C, S) and how they conduct (nonlinear I-V,
+  // access resistance).
+  virtual SolveSummary set_cells(const Eigen::MatrixXd& g_device, const CellModel& model) = 0;
+  // Linear cells of the given conductances (access device included).
+  SolveSummary set_conductances(const Eigen::MatrixXd& g_cell) { return set_cells(g_cell, CellModel{}); }
   // Column currents into the virtual grounds for a batch of row voltages; with `v_cell` the
   // voltage across every cell (w - b, R×C) for batch column `probe` as well.
   virtual SolveSummary solve(const Eigen::MatrixXd& v_in, Eigen::MatrixXd& i_out, Eigen::MatrixXd* v_cell = nullptr,
                              int probe = 0) = 0;
 };
 
-// Builds the solver the card asks for (solver.method).
+// Builds the solver the card asks for (solver.method; tol and max_iter for Newton).
 std::unique_ptr<Solver> make_solver(const core::SolverOptions& options, int rows, int cols,
                                     const core::WireOptions& wires);
 
-// The ideal product with zero wire resistance: i = g_cellᵀ v_in (C×B).
+// The ideal product with zero wire resistance for linear cells: i = g_cellᵀ v_in (C×B).
 Eigen::MatrixXd ideal_currents(const Eigen::MatrixXd& g_cell, const Eigen::MatrixXd& v_in);
 
 }  // namespace xbar::circuits

@@ -35,12 +35,19 @@ void write_spice_netlist(std::ostream& out, const SpiceCircuit& c) {
       const double g = c.g_device(i, j);
       if (g <= 0) continue;  // an open cell
       const std::string w = fmt::format("w_{}_{}", i, j), b = fmt::format("b_{}_{}", i, j);
+      // The memory device: a resistor, or a behavioural current source of its nonlinear I-V.
+      auto device = [&](const std::string& to) {
+        if (c.iv)
+          fmt::print(out, "Bcell_{}_{} {} {} I={}\n", i, j, w, to, c.iv->spice_current(g, fmt::format("V({},{})", w, to)));
+        else
+          fmt::print(out, "Rcell_{}_{} {} {} {:.17g}\n", i, j, w, to, 1.0 / g);
+      };
       if (c.r_access > 0) {
         const std::string m = fmt::format("m_{}_{}", i, j);
-        fmt::print(out, "Rcell_{}_{} {} {} {:.17g}\n", i, j, w, m, 1.0 / g);
+        device(m);
         fmt::print(out, "Racc_{}_{} {} {} {:.17g}\n", i, j, m, b, c.r_access);
       } else {
-        fmt::print(out, "Rcell_{}_{} {} {} {:.17g}\n", i, j, w, b, 1.0 / g);
+        device(b);
       }
     }
   for (int j = 0; j < c.cols; ++j) {

@@ -5,8 +5,10 @@
 // transistor (1T1R only), s_i row sources, g_j sense nodes. Column j's output is the current of
 // the 0 V source Vsense_j from g_j into ground (positive into the virtual ground). A zero
 // resistance is written as a 0 V source Vshort_<element> (SPICE resistors must be non-zero); a
-// zero conductance cell is left out. The control block runs `op`, prints every Vsense current with
-// 15 digits as lines "i(vsense_j) = value" and quits, so `ngspice -b` exits 0 on success.
+// zero conductance cell is left out; a nonlinear device is a behavioural current source Bcell_i_j
+// (I = its I-V expression of the voltage across it). The control block runs `op`, prints every
+// Vsense current with 15 digits as lines "i(vsense_j) = value" and quits, so `ngspice -b` exits 0
+// on success.
 #pragma once
 
 #include <Eigen/Dense>
@@ -14,6 +16,7 @@
 #include <string>
 
 #include "core/card.hpp"
+#include "devices/device.hpp"
 
 namespace xbar::circuits {
 
@@ -23,6 +26,7 @@ struct SpiceCircuit {
   double r_access = 0;          // ohm in series with each cell; 0 = none (1R)
   Eigen::MatrixXd g_device;     // R×C memory-device conductances (S), before the access device
   Eigen::VectorXd v_in;         // R row source voltages (V)
+  const devices::CellIv* iv = nullptr;  // nonlinear device I-V: written as a behavioural current source
   std::string title;            // first line of the netlist
 };
 

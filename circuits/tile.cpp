@@ -1,13 +1,11 @@
 #include "circuits/tile.hpp"
 
+#include <stdexcept>
+
 #include "core/error.hpp"
 
 namespace xbar::circuits {
 namespace {
-
-core::RandomStream adc_error_stream(const core::Card& card, int tile_index) {
-  return core::RandomStream(card.seed, "adc_errors", {static_cast<std::uint64_t>(tile_index)});
-}
 
 // Worst outcome and summed times of two stages.
 void accumulate(SolveSummary& total, const SolveSummary& part) {
@@ -15,12 +13,22 @@ void accumulate(SolveSummary& total, const SolveSummary& part) {
     total.status = part.status;
     total.message = part.message;
   }
+  if (total.warning.empty()) total.warning = part.warning;
   total.method = part.method;
   total.iterations = std::max(total.iterations, part.iterations);
   total.residual = std::max(total.residual, part.residual);
   total.analyse_s += part.analyse_s;
   total.factorize_s += part.factorize_s;
   total.solve_s += part.solve_s;
+}
+
+noise::RtnOptions rtn_options(const core::DeviceOptions& device) {
+  noise::RtnOptions options;
+  options.fraction = device.rtn_fraction;
+  options.amplitude_rel = device.rtn_amplitude_rel;
+  options.capture_rate = device.rtn_capture_rate;
+  options.emission_rate = device.rtn_emission_rate;
+  return options;
 }
 
 }  // namespace
@@ -31,24 +39,70 @@ Tile::Tile(const core::Card& card, const devices::DeviceRegistry& registry, int 
       mapping_(card.mapping, card.device.g_min, card.device.g_max, card.tile.rows, card.tile.cols, outputs),
       dac_(card.dac),
       adc_([&] {
-        auto rng = adc_error_stream(card, tile_index);
+        core::RandomStream rng(card.seed, "adc_errors", {static_cast<std::uint64_t>(tile_index)});
         return Adc(card.adc, mapping_.channels(), mapping_.full_scale_conductance() * card.dac.v_read, rng);
       }()),
       device_(registry.create(card.device)),
-      solver_(make_solver(card.solver, card.tile.rows, card.tile.cols, card.tile.wires)) {}
+      cell_model_{device_->iv(), card.tile.r_access_on},
+      solver_(make_solver(card.solver, card.tile.rows, card.tile.cols, card.tile.wires)),
+      rtn_options_(rtn_options(card.device)) {}
 
 void Tile::program(const Eigen::MatrixXd& weights) {
-  core::RandomStream rng(card_.seed, "programming", {static_cast<std::uint64_t>(tile_index_)});
+  const auto tile = static_cast<std::uint64_t>(tile_index_);
+  const int rows = card_.tile.rows, cols = card_.tile.cols;
+  core::RandomStream rng(card_.seed, "programming", {tile});
   programmed_ = device_->program(mapping_.target_conductances(weights), rng);
-  g_cell_.resize(0, 0);
+  core::RandomStream fault_rng(card_.seed, "faults", {tile});
+  stuck_ = noise::stuck_at_map(rows, cols, card_.device.stuck_low_rate, card_.device.stuck_high_rate, fault_rng);
+  noise::apply_stuck_at(programmed_.g_programmed, stuck_, card_.device.g_min, card_.device.g_max);
+  rtn_by_read_.clear();
+  if (rtn_options_.fraction > 0) {
+    core::RandomStream trap_rng(card_.seed, "rtn_traps", {tile});
+    rtn_traps_ = noise::rtn_trap_map(rows, cols, rtn_options_, trap_rng);
+    core::RandomStream occupancy_rng(card_.seed, "rtn_occupancy", {tile});
+    rtn_by_read_ = noise::rtn_occupancy(rtn_traps_, rtn_options_, card_.workload.read_times_s, occupancy_rng);
+  }
+  g_device_.resize(0, 0);
+  if (card_.mapping.drift_compensation) {
+    core::RandomStream reference_rng(card_.seed, "drift_reference", {tile});
+    noise::MatrixI occupancy;
+    SolveSummary summary = prepare(conductance_seen(0.0, reference_rng, rtn_for_read(0.0, -1, occupancy)));
+    if (summary.ok()) reference_output_ = reference_output(0, summary);
+    if (!summary.ok()) throw std::runtime_error("the drift compensation reference read failed: " + summary.message);
+  }
+}
+
+const noise::MatrixI& Tile::rtn_for_read(double time_s, int read_index, noise::MatrixI& scratch) const {
+  if (rtn_options_.fraction <= 0) return scratch;  // empty: no telegraph noise
+  const auto& times = card_.workload.read_times_s;
+  if (read_index >= 0 && read_index < static_cast<int>(rtn_by_read_.size()) && times[read_index] == time_s)
+    return rtn_by_read_[read_index];
+  // A read outside the card's list: the trap state from its stationary distribution.
+  core::RandomStream rng(card_.seed, "rtn_read",
+                         {static_cast<std::uint64_t>(tile_index_), static_cast<std::uint64_t>(read_index + 1)});
+  scratch = noise::rtn_occupancy(rtn_traps_, rtn_options_, {time_s}, rng).front();
+  return scratch;
+}
+
+Eigen::MatrixXd Tile::conductance_seen(double time_s, core::RandomStream& rng, const noise::MatrixI& rtn) const {
+  Eigen::MatrixXd g = device_->read_conductance(programmed_, time_s, rng);
+  if (rtn.size() > 0) noise::apply_rtn(g, rtn, rtn_options_);
+  noise::apply_stuck_at(g, stuck_, card_.device.g_min, card_.device.g_max);
+  return g;
+}
+
+Eigen::MatrixXd Tile::read_conductance(double time_s, int read_index) const {
+  core::RandomStream rng(card_.seed, "read_conductance",
+                         {static_cast<std::uint64_t>(tile_index_), static_cast<std::uint64_t>(read_index)});
+  noise::MatrixI scratch;
+  return conductance_seen(time_s, rng, rtn_for_read(time_s, read_index, scratch));
 }
 
 SolveSummary Tile::prepare(const Eigen::MatrixXd& conductance) {
-  const Eigen::MatrixXd g_cell = series_conductance(conductance, card_.tile.r_access_on);
   // Refactorise only when the conductances changed (an ideal device reads the same every time).
-  if (g_cell_.size() == 0 || g_cell_.rows() != g_cell.rows() || g_cell_ != g_cell) {
-    g_cell_ = g_cell;
-    factor_summary_ = solver_->set_conductances(g_cell_);
+  if (g_device_.size() == 0 || g_device_.rows() != conductance.rows() || g_device_ != conductance) {
+    g_device_ = conductance;
+    factor_summary_ = solver_->set_cells(g_device_, cell_model_);
     return factor_summary_;
   }
   SolveSummary reused = factor_summary_;
@@ -58,14 +112,15 @@ SolveSummary Tile::prepare(const Eigen::MatrixXd& conductance) {
 
 SolveSummary Tile::solve_plane(const Eigen::MatrixXd& v_in, Eigen::MatrixXd& i_out, Eigen::MatrixXd& i_ideal,
                                Eigen::MatrixXd* v_cell) {
-  i_ideal = ideal_currents(g_cell_, v_in);
+  i_ideal = ideal_currents(g_device_, v_in, cell_model_);
   return solver_->solve(v_in, i_out, v_cell, 0);
 }
 
 SolveSummary Tile::calibrate_adc(const Eigen::MatrixXd& calibration_inputs) {
   if (card_.adc.range != core::AdcRange::calibrated) return {};
   core::RandomStream rng(card_.seed, "adc_calibration", {static_cast<std::uint64_t>(tile_index_)});
-  SolveSummary summary = prepare(device_->read_conductance(programmed_, 0.0, rng));
+  noise::MatrixI occupancy;
+  SolveSummary summary = prepare(conductance_seen(0.0, rng, rtn_for_read(0.0, -1, occupancy)));
   if (!summary.ok()) return summary;
   Eigen::MatrixXd currents(mapping_.channels(), calibration_inputs.cols() * dac_.planes());
   for (int plane = 0; plane < dac_.planes(); ++plane) {
@@ -79,10 +134,39 @@ SolveSummary Tile::calibrate_adc(const Eigen::MatrixXd& calibration_inputs) {
   return summary;
 }
 
-Eigen::MatrixXd Tile::read_conductance(double time_s, int read_index) const {
-  core::RandomStream rng(card_.seed, "read_conductance",
-                         {static_cast<std::uint64_t>(tile_index_), static_cast<std::uint64_t>(read_index)});
-  return device_->read_conductance(programmed_, time_s, rng);
+Eigen::MatrixXd Tile::convert(const Eigen::MatrixXd& inputs, const char* noise_purpose, std::uint64_t read_key,
+                              TileRead* read, SolveSummary& summary) {
+  const auto tile = static_cast<std::uint64_t>(tile_index_);
+  const int planes = dac_.planes();
+  if (read) {
+    read->v_in.resize(planes);
+    read->i_out.resize(planes);
+    read->i_ideal.resize(planes);
+    read->adc_code.resize(planes);
+  }
+  Eigen::MatrixXd digital = Eigen::MatrixXd::Zero(mapping_.channels(), inputs.cols());
+  for (int plane = 0; plane < planes && summary.ok(); ++plane) {
+    Eigen::MatrixXd v_in = dac_.voltages(inputs, plane), i_out, i_ideal, code, i_hat;
+    const bool probe = read && plane == planes - 1;
+    accumulate(summary, solve_plane(v_in, i_out, i_ideal, probe ? &read->v_cell : nullptr));
+    if (!summary.ok()) break;
+    core::RandomStream noise_rng(card_.seed, noise_purpose, {tile, read_key, static_cast<std::uint64_t>(plane)});
+    adc_.convert(mapping_.channel_currents(i_out), noise_rng, code, i_hat);
+    digital += dac_.plane_weight(plane) * i_hat;
+    if (read) {
+      read->v_in[plane] = std::move(v_in);
+      read->i_out[plane] = std::move(i_out);
+      read->i_ideal[plane] = std::move(i_ideal);
+      read->adc_code[plane] = std::move(code);
+    }
+  }
+  return mapping_.outputs_from_channels(digital, dac_.quantize(inputs), dac_.volts_per_input());
+}
+
+double Tile::reference_output(std::uint64_t read_key, SolveSummary& summary) {
+  // The reference input: every row at full scale.
+  const Eigen::MatrixXd reference = Eigen::MatrixXd::Constant(mapping_.inputs(), 1, card_.dac.input_max);
+  return convert(reference, "adc_noise_reference", read_key, nullptr, summary).cwiseAbs().sum();
 }
 
 TileRead Tile::read(const Eigen::MatrixXd& inputs, double time_s, int read_index) {
@@ -91,29 +175,20 @@ TileRead Tile::read(const Eigen::MatrixXd& inputs, double time_s, int read_index
                           std::to_string(mapping_.inputs()));
   TileRead result;
   result.time_s = time_s;
-  const auto tile = static_cast<std::uint64_t>(tile_index_);
-  const auto read = static_cast<std::uint64_t>(read_index);
   result.conductance = read_conductance(time_s, read_index);
   result.summary = prepare(result.conductance);
   result.x_q = dac_.quantize(inputs);
-  const int planes = dac_.planes();
-  result.v_in.resize(planes);
-  result.i_out.resize(planes);
-  result.i_ideal.resize(planes);
-  result.adc_code.resize(planes);
-  Eigen::MatrixXd digital = Eigen::MatrixXd::Zero(mapping_.channels(), inputs.cols());
-  for (int plane = 0; plane < planes && result.summary.ok(); ++plane) {
-    result.v_in[plane] = dac_.voltages(inputs, plane);
-    const bool probe = plane == planes - 1;
-    accumulate(result.summary, solve_plane(result.v_in[plane], result.i_out[plane], result.i_ideal[plane],
-                                           probe ? &result.v_cell : nullptr));
-    if (!result.summary.ok()) break;
-    core::RandomStream noise_rng(card_.seed, "adc_noise", {tile, read, static_cast<std::uint64_t>(plane)});
-    Eigen::MatrixXd i_hat;
-    adc_.convert(mapping_.channel_currents(result.i_out[plane]), noise_rng, result.adc_code[plane], i_hat);
-    digital += dac_.plane_weight(plane) * i_hat;
+  const auto read_key = static_cast<std::uint64_t>(read_index);
+  if (!result.summary.ok()) return result;
+  result.y = convert(inputs, "adc_noise", read_key, &result, result.summary);
+  if (result.summary.ok() && card_.mapping.drift_compensation) {
+    // The reference read shares this read's conductances (it is taken at the same moment).
+    const double now = reference_output(read_key + 1, result.summary);
+    if (result.summary.ok() && now > 0) {
+      result.drift_scale = reference_output_ / now;
+      result.y *= result.drift_scale;
+    }
   }
-  if (result.summary.ok()) result.y = mapping_.outputs_from_channels(digital, result.x_q, dac_.volts_per_input());
   return result;
 }
 

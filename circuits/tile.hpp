@@ -1,12 +1,15 @@
 // One crossbar tile: mapping, device, wires, DAC, solver and ADC put together as a chip does.
 //
-//   weights --Mapping--> g_target --Device::program--> g_programmed
-//   read at t: Device::read_conductance --> conductance --(access device)--> g_cell
-//   inputs --Dac--> v_in (per plane) --Solver--> i_out --Mapping--> channel currents
-//          --Adc--> codes --(shift and add over planes, Mapping)--> y
+//   weights --Mapping--> g_target --Device::program--> g_programmed (+ stuck-at faults)
+//   read at t: Device::read_conductance (+ telegraph noise, faults) --> conductance
+//   inputs --Dac--> v_in (per plane) --Solver (cells: device I-V in series with the access
+//          transistor)--> i_out --Mapping--> channel currents --Adc--> codes
+//          --(shift and add over planes, Mapping, drift compensation)--> y
 //
-// Random streams (all from the card seed, tile index t): programming {t}, read_conductance
-// {t, read}, adc_errors {t}, adc_noise {t, read, plane}, adc_calibration {t}.
+// Random streams (all from the card seed, tile index t): programming {t}, faults {t}, rtn_traps
+// {t}, rtn_occupancy {t} (the card's read times), rtn_read {t, read} (other reads),
+// read_conductance {t, read}, adc_errors {t}, adc_noise {t, read, plane}, adc_calibration {t},
+// drift_reference {t}, adc_noise_reference {t, read}.
 #pragma once
 
 #include <Eigen/Dense>
@@ -14,17 +17,19 @@
 #include <vector>
 
 #include "circuits/adc.hpp"
+#include "circuits/cell_model.hpp"
 #include "circuits/dac.hpp"
 #include "circuits/mapping.hpp"
 #include "circuits/solver.hpp"
 #include "core/card.hpp"
 #include "devices/registry.hpp"
+#include "noise/noise.hpp"
 
 namespace xbar::circuits {
 
 struct TileRead {
   double time_s = 0;
-  Eigen::MatrixXd conductance;             // R×C device conductances seen by this read (S)
+  Eigen::MatrixXd conductance;             // R×C device read conductances seen by this read (S)
   Eigen::MatrixXd x_q;                     // inputs × B, the quantised inputs
   std::vector<Eigen::MatrixXd> v_in;       // per DAC plane, R×B (V)
   std::vector<Eigen::MatrixXd> i_out;      // per plane, C×B (A)
@@ -32,6 +37,7 @@ struct TileRead {
   std::vector<Eigen::MatrixXd> adc_code;   // per plane, channels×B
   Eigen::MatrixXd y;                       // outputs × B, weight units
   Eigen::MatrixXd v_cell;                  // R×C cell voltages of batch column 0, most significant plane (V)
+  double drift_scale = 1;                  // global drift compensation factor applied to y (1 if off)
   SolveSummary summary;                    // worst residual over planes, summed stage times
 };
 
@@ -40,7 +46,8 @@ class Tile {
   // `outputs`: logical outputs mapped onto this tile (<= what its columns hold).
   Tile(const core::Card& card, const devices::DeviceRegistry& registry, int outputs, int tile_index = 0);
 
-  // Maps and programs weights (outputs × rows). Throws UserError if the weights do not fit.
+  // Maps and programs weights (outputs × rows), draws the fault and trap maps, and (with drift
+  // compensation) takes the reference read. Throws UserError if the weights do not fit.
   void program(const Eigen::MatrixXd& weights);
   // Sets the ADC ranges from a calibration batch when the card asks for calibrated ranges: the
   // calibration inputs (inputs × N) are read right after programming (device read noise at
@@ -57,17 +64,29 @@ class Tile {
   const Dac& dac() const { return dac_; }
   const Adc& adc() const { return adc_; }
   const devices::ProgrammedArray& programmed() const { return programmed_; }
+  const noise::MatrixI& stuck_map() const { return stuck_; }  // 0 healthy, -1 stuck at g_min, +1 at g_max
+  const CellModel& cell_model() const { return cell_model_; }
+  const devices::Device& device() const { return *device_; }
   const core::Card& card() const { return card_; }
   Solver& solver() { return *solver_; }
   // The solver's set-up for the current conductances: pattern analysis and factorisation times.
   const SolveSummary& factorization() const { return factor_summary_; }
 
  private:
-  // Conductances of one read and the solver factorised for them.
+  // Device read conductances with telegraph noise (occupancy `rtn`, may be empty) and faults.
+  Eigen::MatrixXd conductance_seen(double time_s, core::RandomStream& rng, const noise::MatrixI& rtn) const;
+  const noise::MatrixI& rtn_for_read(double time_s, int read_index, noise::MatrixI& scratch) const;
+  // Sets the solver's cells, refactorising only when the conductances changed.
   SolveSummary prepare(const Eigen::MatrixXd& conductance);
   // Solves one plane; fills i_out and i_ideal, optionally v_cell.
   SolveSummary solve_plane(const Eigen::MatrixXd& v_in, Eigen::MatrixXd& i_out, Eigen::MatrixXd& i_ideal,
                            Eigen::MatrixXd* v_cell);
+  // Digital outputs (outputs × B) of inputs through the current conductances, all planes, ADC
+  // noise from `stream` (purpose) keyed by `keys`; fills `read` when given.
+  Eigen::MatrixXd convert(const Eigen::MatrixXd& inputs, const char* noise_purpose, std::uint64_t read_key,
+                          TileRead* read, SolveSummary& summary);
+  // Sum of |y| of the drift-compensation reference read through the current conductances.
+  double reference_output(std::uint64_t read_key, SolveSummary& summary);
 
   core::Card card_;
   int tile_index_;
@@ -75,9 +94,15 @@ class Tile {
   Dac dac_;
   Adc adc_;
   std::unique_ptr<devices::Device> device_;
+  CellModel cell_model_;
   std::unique_ptr<Solver> solver_;
   devices::ProgrammedArray programmed_;
-  Eigen::MatrixXd g_cell_;  // conductances the solver holds (access device included)
+  noise::MatrixI stuck_;
+  noise::RtnOptions rtn_options_;
+  noise::MatrixI rtn_traps_;
+  std::vector<noise::MatrixI> rtn_by_read_;  // occupancy at the card's read times
+  double reference_output_ = 0;              // drift compensation: sum |y| of the reference read at programming
+  Eigen::MatrixXd g_device_;                 // conductances the solver holds
   SolveSummary factor_summary_;
 };
 

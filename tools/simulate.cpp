@@ -67,7 +67,9 @@ Simulation simulate(const core::Card& card) {
   sim.workload = circuits::make_workload(card);
   sim.tile = std::make_unique<circuits::Tile>(card, devices::builtin_devices(),
                                               static_cast<int>(sim.workload.weights.rows()));
+  const auto program_start = std::chrono::steady_clock::now();
   sim.tile->program(sim.workload.weights);
+  sim.program_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - program_start).count();
   sim.calibration = sim.tile->calibrate_adc(calibration_inputs(card, sim.workload));
   require_ok(sim.calibration, "ADC calibration read");
   for (std::size_t r = 0; r < card.workload.read_times_s.size(); ++r) {
@@ -129,6 +131,16 @@ void write_trace(const Simulation& sim, const std::filesystem::path& path) {
   trace.set_attribute("/array", "device_model", card.device.model);
   trace.write("/array/g_target", tile.programmed().g_target, "S");
   trace.write("/array/g_programmed", tile.programmed().g_programmed, "S");
+  trace.set_attribute("/array", "cell_iv", std::string(tile.cell_model().linear() ? "linear" : "nonlinear"));
+  const auto& programmed = tile.programmed();
+  if (programmed.pulses.size() > 0) {
+    trace.write("/array/pulses", programmed.pulses, "1");
+    trace.write("/array/converged", programmed.converged, "1");
+  }
+  if (tile.stuck_map().size() > 0 && tile.stuck_map().cwiseAbs().maxCoeff() > 0)
+    trace.write("/array/stuck", tile.stuck_map(), "1");
+  for (const auto& [name, state] : programmed.cell_state) 
+    trace.write("/array/cell_state/" + name, state, tile.device().cell_state_units(name));
 
   trace.write("/workload/weights", sim.workload.weights, "1");
   trace.write("/workload/x", Eigen::MatrixXd(sim.workload.inputs.transpose()), "1");
@@ -180,6 +192,8 @@ void write_trace(const Simulation& sim, const std::filesystem::path& path) {
     trace.set_attribute(group, "ir_drop_err_mean", errors.ir_drop_mean);
     trace.set_attribute(group, "ir_drop_err_max", errors.ir_drop_max);
     trace.set_attribute(group, "signal_deficit", errors.deficit);
+    trace.set_attribute(group, "drift_scale", read.drift_scale);
+    if (!read.summary.warning.empty()) trace.set_attribute(group, "warning", read.summary.warning);
     trace.write(group + "/conductance", read.conductance, "S");
     write_planes(trace, group + "/v_in", read.v_in, bit_serial, "V", false);
     write_planes(trace, group + "/i_out", read.i_out, bit_serial, "A", false);
@@ -206,10 +220,29 @@ std::string summary_text(const Simulation& sim, const std::filesystem::path& tra
   text += fmt::format("  device     {}, g {:g} .. {:g} uS; mapping {} x {} weights\n", card.device.model,
                       card.device.g_min * 1e6, card.device.g_max * 1e6, sim.workload.weights.rows(),
                       sim.workload.weights.cols());
+  const auto& programmed = sim.tile->programmed();
+  if (programmed.pulses.size() > 0) {
+    const double cells = static_cast<double>(programmed.pulses.size());
+    text += fmt::format("  programmed write-verify in {:.3g} s: {:.4g} % of cells inside the band, pulses per cell "
+                        "mean {:.3g}, max {}\n",
+                        sim.program_s, 100.0 * programmed.converged.cast<double>().sum() / cells,
+                        programmed.pulses.cast<double>().sum() / cells, programmed.pulses.maxCoeff());
+  } else {
+    text += fmt::format("  programmed in {:.3g} s\n", sim.program_s);
+  }
+  const auto& stuck = sim.tile->stuck_map();
+  if (stuck.size() > 0 && stuck.cwiseAbs().maxCoeff() > 0)
+    text += fmt::format("  faults     {} cells stuck at g_min, {} at g_max\n", (stuck.array() < 0).count(),
+                        (stuck.array() > 0).count());
   const auto& setup = sim.tile->factorization();
-  text += fmt::format("  solver     {}: analyse {:.3g} s (once per topology), factorize {:.3g} s (per programming "
-                      "state)\n",
-                      setup.method, setup.analyse_s, setup.factorize_s);
+  if (sim.tile->cell_model().linear())
+    text += fmt::format("  solver     {}: analyse {:.3g} s (once per topology), factorize {:.3g} s (per programming "
+                        "state)\n",
+                        setup.method, setup.analyse_s, setup.factorize_s);
+  else
+    text += fmt::format("  solver     {} with Newton-Raphson for the nonlinear cells: analyse {:.3g} s, one "
+                        "factorisation per iteration and input vector\n",
+                        setup.method, setup.analyse_s);
   const Eigen::MatrixXd y_ideal = sim.workload.weights * sim.workload.inputs;
   for (std::size_t r = 0; r < sim.reads.size(); ++r) {
     const auto& read = sim.reads[r];
@@ -218,6 +251,11 @@ std::string summary_text(const Simulation& sim, const std::filesystem::path& tra
                         read.time_s, read.summary.solve_s, sim.workload.inputs.cols(),
                         sim.workload.inputs.cols() == 1 ? "" : "s", read.v_in.size(), read.v_in.size() == 1 ? "" : "s",
                         read.summary.residual);
+    if (!sim.tile->cell_model().linear())
+      text += fmt::format("             Newton: at most {} iterations per vector\n", read.summary.iterations);
+    if (!read.summary.warning.empty()) text += fmt::format("             warning: {}\n", read.summary.warning);
+    if (card.mapping.drift_compensation)
+      text += fmt::format("             drift compensation: outputs scaled by {:.4g}\n", read.drift_scale);
     text += fmt::format("             IR-drop error of the column currents: mean {:.3g} %, max {:.3g} % of full "
                         "scale (the wires take {:.3g} % of the signal); outputs vs W x: rms {:.3g} % of max\n",
                         100 * errors.ir_drop_mean, 100 * errors.ir_drop_max, 100 * errors.deficit,
@@ -244,6 +282,7 @@ void write_spice(const core::Card& card, int vector_index, int plane, const std:
   circuit.cols = card.tile.cols;
   circuit.wires = card.tile.wires;
   circuit.r_access = card.tile.r_access_on;
+  circuit.iv = tile.cell_model().iv;
   circuit.g_device = tile.read_conductance(card.workload.read_times_s.front(), 0);
   circuit.v_in = tile.dac().voltages(workload.inputs.col(vector_index), plane);
   circuit.title = fmt::format("xbar {} netlist of {} (seed {}), input vector {}, DAC plane {}", core::kVersion,

@@ -18,6 +18,7 @@ struct Simulation {
   std::unique_ptr<circuits::Tile> tile;
   circuits::SolveSummary calibration;   // the ADC calibration read (calibrated ranges only)
   std::vector<circuits::TileRead> reads;
+  double program_s = 0;                 // time to program the tile
   double wall_s = 0;                    // simulation time (card loaded to last read)
 };
 
