@@ -786,7 +786,7 @@ TEST(CardErrors, ReportsUnknownKeyInDeviceSectionOfKnownModel) {
   const CardIssue foreign = only_issue(other);
   EXPECT_EQ(foreign.key, "device.sigma");
   EXPECT_EQ(foreign.line, line_of(other, "sigma"));
-  EXPECT_THAT(foreign.message, AllOf(HasSubstr("unknown key"), HasSubstr("allows: g_max, g_min, model")));
+  EXPECT_THAT(foreign.message, AllOf(HasSubstr("unknown key"), HasSubstr("allows: faults, g_max, g_min, model, rtn")));
 }
 
 // All mistakes at once.
