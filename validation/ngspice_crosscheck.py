@@ -3,14 +3,16 @@
 
 Usage: ngspice_crosscheck.py XBAR_BINARY REPO_ROOT
 
-For every case below (cards/ideal.yaml plus --set overrides) this runs, in a temporary directory:
+For every case below (a card of cards/, ideal.yaml unless named, plus --set overrides) this runs,
+in a temporary directory:
   xbar simulate CARD -o trace.h5 -q            -> /reads/0000/i_out (B x C, or P x B x C bit-serial)
   xbar spice CARD -o net.cir --read K          -> netlist of the programmed array and input vector K
   ngspice -b net.cir                           -> prints i(vsense_j) for every column j
 and requires, for every column j of input vector K (last DAC plane when bit-serial),
   |i_ngspice - i_xbar| / max(|i_ngspice|, 1e-9 * max_j |i_ngspice|) <= 1e-6.
-As a diagnostic it also solves the netlist itself (dense modified nodal analysis in numpy), so a
-disagreement shows whether the netlist, ngspice's precision or xbar's solver is off.
+As a diagnostic it also solves linear netlists itself (dense modified nodal analysis in numpy), so
+a disagreement shows whether the netlist, ngspice's precision or xbar's solver is off. Nonlinear
+cells (behavioural B sources) are compared with ngspice's Newton only.
 
 Exit status: 0 all cases pass; 1 a case fails; 2 ngspice (or xbar) missing or failed.
 """
@@ -32,7 +34,7 @@ FLOOR_FRACTION = 1e-9  # of the largest column current: the denominator floor fo
 
 BASE = ["solver.method=direct"]
 
-# (name, --set overrides, --read K)
+# (name, --set overrides, --read K[, card]); the card defaults to cards/ideal.yaml
 CASES = [
     ("5x9 1ohm", ["tile.rows=5", "tile.cols=9"], 0),
     ("12x7 1ohm", ["tile.rows=12", "tile.cols=7"], 0),
@@ -72,6 +74,20 @@ CASES = [
     ("12x7 input vector 2", ["tile.rows=12", "tile.cols=7"], 2),
     ("10x15 reference mapping", ["tile.rows=10", "tile.cols=15", "mapping.scheme=reference"], 0),
     ("12x8 bit-serial 4b", ["tile.rows=12", "tile.cols=8", "dac.encoding=bit_serial", "dac.bits=4"], 0),
+    # Stochastic linear devices: the netlist holds the conductances read 0 of the trace saw.
+    ("12x14 PCM (Joshi 2020), 1 day", ["tile.rows=12", "tile.cols=14", "workload.read_times=[86400]",
+                                       "workload.inputs.count=3"], 1, "pcm-joshi2020.yaml"),
+    # Nonlinear cells: Newton-Raphson against ngspice's behavioural current sources (B elements).
+    ("10x12 compact RRAM sinh I-V, 1R", ["tile.rows=10", "tile.cols=12", "tile.access.type=none",
+                                         "dac.v_read=0.6", "workload.inputs.count=2"], 0, "rram-stanford-pku.yaml"),
+    ("9x8 compact RRAM sinh I-V, 1T1R", ["tile.rows=9", "tile.cols=8", "dac.v_read=0.8",
+                                         "workload.inputs.count=2"], 1, "rram-stanford-pku.yaml"),
+    ("12x10 polynomial I-V, 50-225 uS", ["tile.rows=12", "tile.cols=10", "device.model=rram-hfox-ibm",
+                                         "device.g_min=50e-6", "device.g_max=225e-6", "device.iv=polynomial",
+                                         "device.iv_nl2=0.3", "device.iv_nl3=1.5", "dac.v_read=0.5",
+                                         "dac.encoding=amplitude", "dac.bits=8", "tile.access.type=none",
+                                         "workload.read_times=[1]", "workload.inputs.count=2"], 0,
+     "rram-wan2022.yaml"),
 ]
 
 CURRENT_LINE = re.compile(
@@ -145,6 +161,8 @@ def solve_netlist(path, cols):
                 continue
             fields = line.split()
             kind = fields[0][0].upper()
+            if kind == "B":
+                return None  # behavioural sources: no linear diagnostic solve
             if kind == "R":
                 resistors.append((fields[1].lower(), fields[2].lower(), float(fields[3])))
             elif kind == "V":
@@ -236,6 +254,8 @@ def check_case(xbar, card, ngspice, name, sets, read, workdir):
 
     err = rel_err(xbar_i, spice_i)
     netlist_i = solve_netlist(netlist, cols)
+    if netlist_i is None:  # nonlinear cells
+        netlist_i = np.full(cols, np.nan)
     err_xbar_mna = float(np.max(rel_err(xbar_i, netlist_i)))
     err_spice_mna = float(np.max(rel_err(spice_i, netlist_i)))
     g_pos = g[g > 0]
@@ -269,7 +289,6 @@ def main(argv):
         return 2
     xbar = os.path.abspath(argv[1])
     root = os.path.abspath(argv[2])
-    card = os.path.join(root, "cards", "ideal.yaml")
     ngspice = shutil.which("ngspice") or ("/usr/bin/ngspice" if os.path.exists("/usr/bin/ngspice") else None)
     if ngspice is None:
         print("FAIL: ngspice is not installed (scripts/setup.sh installs it: apt-get install ngspice)",
@@ -285,7 +304,8 @@ def main(argv):
           f"(floor {FLOOR_FRACTION:g} x max |i|)")
     print(header)
     failures = []
-    for name, sets, read in CASES:
+    for name, sets, read, *card_name in CASES:
+        card = os.path.join(root, "cards", card_name[0] if card_name else "ideal.yaml")
         with tempfile.TemporaryDirectory(prefix="xbar_ngspice_") as workdir:
             try:
                 row = check_case(xbar, card, ngspice, name, sets, read, workdir)
