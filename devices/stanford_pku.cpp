@@ -331,7 +331,7 @@ ProgrammedArray StanfordPkuDevice::program(const Eigen::MatrixXd& g_target, core
   out.g_programmed.resize(rows, cols);
   out.pulses.resize(rows, cols);
   out.converged.resize(rows, cols);
-  Eigen::MatrixXd gap_nm(rows, cols);
+  Eigen::MatrixXd gap(rows, cols);  // m
   const double g_start = conductance_of_gap(gap_usable_max_);  // the RESET state at the window's low end
   tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, rows * cols),
                     [&](const tbb::blocked_range<Eigen::Index>& range) {
@@ -343,10 +343,10 @@ ProgrammedArray StanfordPkuDevice::program(const Eigen::MatrixXd& g_target, core
                         out.g_programmed(i, j) = r.g;
                         out.pulses(i, j) = r.pulses;
                         out.converged(i, j) = r.converged ? 1 : 0;
-                        gap_nm(i, j) = r.state[kGap] / kNm;
+                        gap(i, j) = r.state[kGap];
                       }
                     });
-  out.cell_state["gap_nm"] = std::move(gap_nm);
+  out.cell_state["gap"] = std::move(gap);
   return out;
 }
 

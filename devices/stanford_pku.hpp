@@ -71,6 +71,7 @@ class StanfordPkuDevice final : public Device, public PulseDevice {
   ProgrammedArray program(const Eigen::MatrixXd& g_target, core::RandomStream& rng) const override;
   Eigen::MatrixXd read_conductance(const ProgrammedArray& state, double time_s, core::RandomStream& rng) const override;
   const CellIv* iv() const override { return iv_.get(); }
+  std::string cell_state_units(const std::string& name) const override { return name == "gap" ? "m" : "1"; }
 
   // PulseDevice
   CellState initial_state(double g_start, core::RandomStream& rng) const override;

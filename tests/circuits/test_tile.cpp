@@ -116,3 +116,90 @@ TEST(Workload, ReadsCsvAndNamesLineAndColumnOfABadValue) {
   }
   std::filesystem::remove_all(dir);
 }
+
+namespace {
+
+// A PCM tile (IBM's statistical model) without wires and with ideal converters: what remains is
+// the device (programming noise, drift, 1/f read noise).
+const char* kPcmCard = R"(
+seed: 9
+tile: {rows: 64, cols: 64, wires: {r_wl_segment: 0, r_bl_segment: 0, r_source: 0, r_sense: 0}}
+device: {model: pcm-joshi2020, g_min: 0.0, g_max: 25.0e-6}
+dac: {bits: 0, v_read: 0.2}
+adc: {bits: 0, range: fixed}
+mapping: {scheme: differential}
+solver: {method: direct}
+workload: {inputs: {count: 32, distribution: uniform}, read_times: [0, 2592000]}
+)";
+
+core::Card pcm_card(std::vector<std::string> overrides) {
+  const auto& registry = devices::builtin_devices();
+  return core::load_card_text(kPcmCard, "pcm-test.yaml", overrides, registry.param_lookup(), registry.names());
+}
+
+// Mean output at each of the card's read times, for uniform weights and positive inputs.
+std::vector<double> mean_outputs(const core::Card& card) {
+  circuits::Workload workload = circuits::make_workload(card);
+  workload.weights.setConstant(0.5);
+  workload.inputs = workload.inputs.cwiseAbs();
+  circuits::Tile tile(card, devices::builtin_devices(), static_cast<int>(workload.weights.rows()));
+  tile.program(workload.weights);
+  std::vector<double> means;
+  for (std::size_t r = 0; r < card.workload.read_times_s.size(); ++r) {
+    const circuits::TileRead read = tile.read(workload.inputs, card.workload.read_times_s[r], static_cast<int>(r));
+    EXPECT_TRUE(read.summary.ok()) << read.summary.message;
+    means.push_back(read.y.mean());
+  }
+  return means;
+}
+
+}  // namespace
+
+TEST(Tile, GlobalDriftCompensationRestoresTheMeanOutputAfterAMonth) {
+  const std::vector<double> drifting = mean_outputs(pcm_card({}));
+  EXPECT_LT(drifting[1] / drifting[0], 0.8);  // a month of PCM drift loses over 20 %
+  const std::vector<double> compensated = mean_outputs(pcm_card({"mapping.drift_compensation=true"}));
+  EXPECT_NEAR(compensated[1] / compensated[0], 1.0, 0.01);
+}
+
+TEST(Tile, StuckCellsReadAtTheirStuckConductanceWhateverTheirTarget) {
+  const core::Card card = card_with({"device.faults.stuck_low_rate=0.1", "device.faults.stuck_high_rate=0.05",
+                                     "tile.rows=60", "tile.cols=60"});
+  const circuits::Workload workload = circuits::make_workload(card);
+  circuits::Tile tile(card, devices::builtin_devices(), static_cast<int>(workload.weights.rows()));
+  tile.program(workload.weights);
+  const auto& stuck = tile.stuck_map();
+  const double cells = 3600.0;
+  EXPECT_NEAR((stuck.array() < 0).count() / cells, 0.1, 5 * std::sqrt(0.1 * 0.9 / cells));
+  EXPECT_NEAR((stuck.array() > 0).count() / cells, 0.05, 5 * std::sqrt(0.05 * 0.95 / cells));
+  const circuits::TileRead read = tile.read(workload.inputs, 10.0, 1);
+  for (int i = 0; i < 60; ++i)
+    for (int j = 0; j < 60; ++j) {
+      const double expected = stuck(i, j) < 0   ? card.device.g_min
+                              : stuck(i, j) > 0 ? card.device.g_max
+                                                : tile.programmed().g_target(i, j);
+      EXPECT_EQ(read.conductance(i, j), expected) << i << "," << j;
+    }
+}
+
+TEST(Tile, TelegraphNoiseSwitchesTrappedCellsBetweenReads) {
+  const core::Card card = card_with({"device.rtn.fraction=0.3", "device.rtn.amplitude_rel=0.1",
+                                     "device.rtn.capture_rate=1", "device.rtn.emission_rate=1"});
+  const circuits::Workload workload = circuits::make_workload(card);
+  circuits::Tile tile(card, devices::builtin_devices(), static_cast<int>(workload.weights.rows()));
+  tile.program(workload.weights);
+  const Eigen::MatrixXd g0 = tile.read_conductance(0.0, 0), g1 = tile.read_conductance(10.0, 1);
+  const Eigen::MatrixXd& target = tile.programmed().g_target;
+  int lowered = 0, changed = 0;
+  for (Eigen::Index k = 0; k < target.size(); ++k) {
+    // A cell reads either its programmed conductance or 10 % below it.
+    for (const Eigen::MatrixXd* g : {&g0, &g1}) {
+      const double ratio = g->data()[k] / target.data()[k];
+      EXPECT_TRUE(ratio == 1.0 || std::fabs(ratio - 0.9) < 1e-12) << ratio;
+      lowered += ratio < 1.0;
+    }
+    changed += g0.data()[k] != g1.data()[k];
+  }
+  EXPECT_GT(lowered, 0);
+  EXPECT_GT(changed, 0);  // 10 s apart, traps with 1 Hz rates have switched
+}

@@ -228,3 +228,51 @@ TEST_F(Cli, ReadmeCardReferenceMatchesTheSchema) {
   EXPECT_NE(readme.find(reference.out), std::string::npos)
       << "README.md's card reference is out of date: paste the output of `xbar card-reference` into it";
 }
+
+TEST_F(Cli, WriteVerifyCardRecordsPulsesConvergenceAndDeviceState) {
+  const fs::path trace_path = dir_ / "wv.h5";
+  const Outcome run = xbar("simulate cards/rram-stanford-pku.yaml -o '" + trace_path.string() +
+                           "' --set tile.rows=16 --set tile.cols=20 --set workload.inputs.count=2"
+                           " --set adc.calibration_inputs=4");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("write-verify"));
+  EXPECT_THAT(run.out, HasSubstr("Newton"));
+  xbar::core::TraceReader trace(trace_path);
+  EXPECT_EQ(trace.shape("/array/pulses"), (std::vector<std::size_t>{16, 20}));
+  const xbar::core::MatrixI pulses = trace.read_matrix_int("/array/pulses");
+  const xbar::core::MatrixI converged = trace.read_matrix_int("/array/converged");
+  EXPECT_GT(pulses.maxCoeff(), 0);
+  EXPECT_LE(pulses.maxCoeff(), 20);  // the card's budget
+  EXPECT_GE(converged.cast<double>().mean(), 0.99);
+  EXPECT_EQ(trace.attribute_string("/array", "cell_iv"), "nonlinear");
+  EXPECT_EQ(trace.units("/array/cell_state/gap"), "m");
+  const Eigen::MatrixXd gap = trace.read_matrix("/array/cell_state/gap");
+  EXPECT_GE(gap.minCoeff(), 0.2e-9);
+  EXPECT_LE(gap.maxCoeff(), 1.7e-9);
+}
+
+TEST_F(Cli, StatisticalDeviceCardRecordsDriftStateAndDriftingReads) {
+  const fs::path trace_path = dir_ / "pcm.h5";
+  const Outcome run = xbar("simulate cards/pcm-joshi2020.yaml -o '" + trace_path.string() +
+                           "' --set tile.rows=16 --set tile.cols=16 --set workload.inputs.count=4");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("drift compensation"));
+  xbar::core::TraceReader trace(trace_path);
+  EXPECT_EQ(trace.list("/reads").size(), 4u);
+  const Eigen::MatrixXd nu = trace.read_matrix("/array/cell_state/nu");
+  EXPECT_GT(nu.minCoeff(), 0.0);
+  // Conductances fall between the 1 s and the 30-day read (drift), and compensation scales up.
+  EXPECT_LT(trace.read_matrix("/reads/0003/conductance").sum(), trace.read_matrix("/reads/0000/conductance").sum());
+  EXPECT_GT(trace.attribute_double("/reads/0003", "drift_scale"), trace.attribute_double("/reads/0000", "drift_scale"));
+}
+
+TEST_F(Cli, ParallelProgrammingAndNewtonGiveBitIdenticalTracesWhateverTheThreadCount) {
+  // The compact model programs cells in parallel and Newton solves vectors in parallel.
+  const std::string base = "simulate cards/rram-stanford-pku.yaml -q --set tile.rows=12 --set tile.cols=14"
+                           " --set workload.inputs.count=6 --set adc.calibration_inputs=4 -o '";
+  ASSERT_EQ(xbar("--threads 1 " + base + (dir_ / "one.h5").string() + "'").exit_code, 0);
+  ASSERT_EQ(xbar("--threads 2 " + base + (dir_ / "two.h5").string() + "'").exit_code, 0);
+  const std::string one = slurp(dir_ / "one.h5");
+  EXPECT_GT(one.size(), 1000u);
+  EXPECT_TRUE(one == slurp(dir_ / "two.h5"));
+}
