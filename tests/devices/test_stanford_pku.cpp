@@ -367,8 +367,9 @@ TEST(StanfordPkuModel, ProgramRecordsTheGapAndReadsAddOnlyReadNoise) {
   for (int k = 0; k < rows * cols; ++k) target(k / cols, k % cols) = 1e-6 + 39e-6 * k / (rows * cols - 1.0);
   core::RandomStream rng(11, "programming");
   const devices::ProgrammedArray programmed = m.owner->program(target, rng);
-  ASSERT_EQ(programmed.cell_state.count("gap_nm"), 1u);
-  const Eigen::MatrixXd& gap_nm = programmed.cell_state.at("gap_nm");
+  ASSERT_EQ(programmed.cell_state.count("gap"), 1u);
+  EXPECT_EQ(m.owner->cell_state_units("gap"), "m");
+  const Eigen::MatrixXd gap_nm = programmed.cell_state.at("gap") / kNm;
   ASSERT_EQ(gap_nm.rows(), rows);
   ASSERT_EQ(programmed.pulses.cols(), cols);
   ASSERT_EQ(programmed.converged.rows(), rows);

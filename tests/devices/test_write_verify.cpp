@@ -270,7 +270,7 @@ TEST(WriteVerifyStanfordPku, SameSeedSameResultWithOneOrTwoThreads) {
   EXPECT_EQ(one.g_programmed, two.g_programmed);  // bitwise
   EXPECT_EQ(one.pulses, two.pulses);
   EXPECT_EQ(one.converged, two.converged);
-  EXPECT_EQ(one.cell_state.at("gap_nm"), two.cell_state.at("gap_nm"));
+  EXPECT_EQ(one.cell_state.at("gap"), two.cell_state.at("gap"));
   // A different seed gives a different array (the comparison above is not vacuous).
   core::RandomStream other(card.seed + 1, "programming");
   EXPECT_NE(device->program(target, other).g_programmed, one.g_programmed);
