@@ -52,9 +52,21 @@ void Tile::program(const Eigen::MatrixXd& weights) {
   const int rows = card_.tile.rows, cols = card_.tile.cols;
   core::RandomStream rng(card_.seed, "programming", {tile});
   programmed_ = device_->program(mapping_.target_conductances(weights), rng);
+  variation_.resize(0, 0);
+  if (card_.device.variation_sigma_log > 0) {
+    // Extra device-to-device variation: a multiplicative lognormal field (mean 1) over every
+    // conductance the model produces, programmed or read.
+    core::RandomStream variation_rng(card_.seed, "variation", {tile});
+    variation_ = noise::lognormal_field(rows, cols, card_.device.variation_sigma_log,
+                                        card_.device.variation_correlation_cells, variation_rng);
+  }
   core::RandomStream fault_rng(card_.seed, "faults", {tile});
   stuck_ = noise::stuck_at_map(rows, cols, card_.device.stuck_low_rate, card_.device.stuck_high_rate, fault_rng);
-  noise::apply_stuck_at(programmed_.g_programmed, stuck_, card_.device.g_min, card_.device.g_max);
+  // The device's own state stays as the model made it; what the array holds after programming
+  // also carries the variation field and the faults (as every read does).
+  g_programmed_ = programmed_.g_programmed;
+  if (variation_.size() > 0) g_programmed_.array() *= variation_.array();
+  noise::apply_stuck_at(g_programmed_, stuck_, card_.device.g_min, card_.device.g_max);
   rtn_by_read_.clear();
   if (rtn_options_.fraction > 0) {
     core::RandomStream trap_rng(card_.seed, "rtn_traps", {tile});
@@ -86,6 +98,7 @@ const noise::MatrixI& Tile::rtn_for_read(double time_s, int read_index, noise::M
 
 Eigen::MatrixXd Tile::conductance_seen(double time_s, core::RandomStream& rng, const noise::MatrixI& rtn) const {
   Eigen::MatrixXd g = device_->read_conductance(programmed_, time_s, rng);
+  if (variation_.size() > 0) g.array() *= variation_.array();
   if (rtn.size() > 0) noise::apply_rtn(g, rtn, rtn_options_);
   noise::apply_stuck_at(g, stuck_, card_.device.g_min, card_.device.g_max);
   return g;

@@ -1,13 +1,13 @@
 // One crossbar tile: mapping, device, wires, DAC, solver and ADC put together as a chip does.
 //
-//   weights --Mapping--> g_target --Device::program--> g_programmed (+ stuck-at faults)
-//   read at t: Device::read_conductance (+ telegraph noise, faults) --> conductance
+//   weights --Mapping--> g_target --Device::program--> g_programmed (× variation field, faults)
+//   read at t: Device::read_conductance (× variation, telegraph noise, faults) --> conductance
 //   inputs --Dac--> v_in (per plane) --Solver (cells: device I-V in series with the access
 //          transistor)--> i_out --Mapping--> channel currents --Adc--> codes
 //          --(shift and add over planes, Mapping, drift compensation)--> y
 //
-// Random streams (all from the card seed, tile index t): programming {t}, faults {t}, rtn_traps
-// {t}, rtn_occupancy {t} (the card's read times), rtn_read {t, read} (other reads),
+// Random streams (all from the card seed, tile index t): programming {t}, variation {t}, faults {t},
+// rtn_traps {t}, rtn_occupancy {t} (the card's read times), rtn_read {t, read} (other reads),
 // read_conductance {t, read}, adc_errors {t}, adc_noise {t, read, plane}, adc_calibration {t},
 // drift_reference {t}, adc_noise_reference {t, read}.
 #pragma once
@@ -63,7 +63,10 @@ class Tile {
   const Mapping& mapping() const { return mapping_; }
   const Dac& dac() const { return dac_; }
   const Adc& adc() const { return adc_; }
+  // The device model's programmed state, and the conductances the array holds right after
+  // programming (that state's g_programmed with the variation field and stuck-at faults).
   const devices::ProgrammedArray& programmed() const { return programmed_; }
+  const Eigen::MatrixXd& g_programmed() const { return g_programmed_; }
   const noise::MatrixI& stuck_map() const { return stuck_; }  // 0 healthy, -1 stuck at g_min, +1 at g_max
   const CellModel& cell_model() const { return cell_model_; }
   const devices::Device& device() const { return *device_; }
@@ -97,7 +100,9 @@ class Tile {
   CellModel cell_model_;
   std::unique_ptr<Solver> solver_;
   devices::ProgrammedArray programmed_;
+  Eigen::MatrixXd g_programmed_;
   noise::MatrixI stuck_;
+  Eigen::MatrixXd variation_;                // extra device-to-device variation factors (empty: none)
   noise::RtnOptions rtn_options_;
   noise::MatrixI rtn_traps_;
   std::vector<noise::MatrixI> rtn_by_read_;  // occupancy at the card's read times

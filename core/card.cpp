@@ -431,6 +431,8 @@ Card CardLoader::build(const std::filesystem::path& base_dir) {
   card.device.model = get<std::string>("device.model");
   card.device.g_min = get<double>("device.g_min");
   card.device.g_max = get<double>("device.g_max");
+  card.device.variation_sigma_log = get<double>("device.variation.sigma_log");
+  card.device.variation_correlation_cells = get<double>("device.variation.correlation_length");
   card.device.stuck_low_rate = get<double>("device.faults.stuck_low_rate");
   card.device.stuck_high_rate = get<double>("device.faults.stuck_high_rate");
   card.device.rtn_fraction = get<double>("device.rtn.fraction");

@@ -35,6 +35,8 @@ struct DeviceOptions {
   std::string model;                          // registry name
   double g_min = 0;                           // S
   double g_max = 0;                           // S
+  double variation_sigma_log = 0;             // extra lognormal device-to-device variation (log std)
+  double variation_correlation_cells = 0;     // its spatial correlation length (cells)
   double stuck_low_rate = 0;                  // share of cells stuck at g_min
   double stuck_high_rate = 0;                 // share of cells stuck at g_max
   double rtn_fraction = 0;                    // share of cells with a telegraph-noise trap

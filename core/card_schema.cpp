@@ -145,6 +145,11 @@ const std::vector<ParamSpec>& card_schema() {
              "Share of cells stuck at g_min whatever they are programmed to (drawn per tile)."),
       number("device.faults.stuck_high_rate", "0", "1", 0, 1,
              "Share of cells stuck at g_max whatever they are programmed to (drawn per tile)."),
+      number("device.variation.sigma_log", "0", "1", 0, 5,
+             "Extra device-to-device variation on top of the model: programmed conductances are multiplied "
+             "by a lognormal field exp(N(-s^2/2, s^2)) of this s (drawn per tile); 0 = none."),
+      number("device.variation.correlation_length", "0", "1", 0, 1e4,
+             "Spatial correlation length of that field in cells (Gaussian kernel); 0 = independent cells."),
       number("device.rtn.fraction", "0", "1", 0, 1, "Share of cells with an active two-state trap (random telegraph noise)."),
       number("device.rtn.amplitude_rel", "0", "1", 0, 1, "Relative conductance drop while a trap is occupied."),
       number("device.rtn.capture_rate", "1", "Hz", 0, kInf, "Trap capture rate.", true),

@@ -130,7 +130,7 @@ void write_trace(const Simulation& sim, const std::filesystem::path& path) {
   trace.set_attribute("/array", "g_max", card.device.g_max);
   trace.set_attribute("/array", "device_model", card.device.model);
   trace.write("/array/g_target", tile.programmed().g_target, "S");
-  trace.write("/array/g_programmed", tile.programmed().g_programmed, "S");
+  trace.write("/array/g_programmed", tile.g_programmed(), "S");
   trace.set_attribute("/array", "cell_iv", std::string(tile.cell_model().linear() ? "linear" : "nonlinear"));
   const auto& programmed = tile.programmed();
   if (programmed.pulses.size() > 0) {

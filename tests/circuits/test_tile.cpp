@@ -203,3 +203,21 @@ TEST(Tile, TelegraphNoiseSwitchesTrappedCellsBetweenReads) {
   EXPECT_GT(lowered, 0);
   EXPECT_GT(changed, 0);  // 10 s apart, traps with 1 Hz rates have switched
 }
+
+TEST(Tile, VariationFieldScalesEveryConductanceTheModelProduces) {
+  const core::Card card = card_with({"device.variation.sigma_log=0.1", "device.variation.correlation_length=2",
+                                     "tile.rows=40", "tile.cols=40"});
+  const circuits::Workload workload = circuits::make_workload(card);
+  circuits::Tile tile(card, devices::builtin_devices(), static_cast<int>(workload.weights.rows()));
+  tile.program(workload.weights);
+  const Eigen::ArrayXXd factor = tile.g_programmed().array() / tile.programmed().g_target.array();
+  // The same factor on the programmed state and on every read of the (ideal) device.
+  EXPECT_TRUE((tile.read_conductance(5.0, 3).array() / tile.programmed().g_target.array() - factor).abs().maxCoeff() <
+              1e-12);
+  const double log_std = std::sqrt((factor.log() + 0.005).square().mean());  // mean of log is -s^2/2
+  EXPECT_NEAR(log_std, 0.1, 0.03);  // 1600 cells, correlated over ~2 cells
+  // Neighbours are correlated (correlation length 2 cells).
+  const Eigen::ArrayXXd z = factor.log() + 0.005;
+  const double lag1 = (z.leftCols(39) * z.rightCols(39)).mean() / z.square().mean();
+  EXPECT_GT(lag1, 0.8);
+}
