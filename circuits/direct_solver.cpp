@@ -51,6 +51,13 @@ DirectSolver::DirectSolver(int rows, int cols, const core::WireOptions& wires, d
 
 DirectSolver::~DirectSolver() = default;
 
+std::size_t DirectSolver::memory_bytes() const {
+  const auto& a = system_.matrix();
+  const double factor = system_.unknowns() > 0 ? const_cast<Cholesky&>(cholesky_).cholmod().lnz : 0.0;
+  return static_cast<std::size_t>(factor * (sizeof(double) + sizeof(int))) +
+         static_cast<std::size_t>(a.nonZeros()) * (sizeof(double) + sizeof(int));
+}
+
 SolveSummary DirectSolver::set_cells(const Eigen::MatrixXd& g_device, const CellModel& model) {
   state_.status = core::SolveStatus::ok;
   state_.message.clear();
@@ -246,11 +253,5 @@ SolveSummary DirectSolver::solve_nonlinear(const Eigen::MatrixXd& v_in, Eigen::M
   return summary;
 }
 
-std::unique_ptr<Solver> make_solver(const core::SolverOptions& options, int rows, int cols,
-                                    const core::WireOptions& wires) {
-  if (options.method == "direct")
-    return std::make_unique<DirectSolver>(rows, cols, wires, options.tol, options.max_iter);
-  throw core::UserError("unknown solver method '" + options.method + "'");
-}
 
 }  // namespace xbar::circuits

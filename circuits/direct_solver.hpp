@@ -31,6 +31,8 @@ class DirectSolver final : public Solver {
                      int probe = 0) override;
 
   const NodalSystem& system() const { return system_; }
+  // The nodal matrix and the Cholesky factor (CHOLMOD's count of nnz(L), values and row indices).
+  std::size_t memory_bytes() const override;
 
  private:
   using Cholesky = Eigen::CholmodDecomposition<Eigen::SparseMatrix<double>, Eigen::Lower>;

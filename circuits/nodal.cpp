@@ -180,6 +180,17 @@ Eigen::MatrixXd NodalSystem::rhs(const Eigen::MatrixXd& v_in) const {
   return b;
 }
 
+Eigen::SparseMatrix<double> NodalSystem::source_coupling() const {
+  std::vector<Eigen::Triplet<double>> triplets;
+  triplets.reserve(rhs_terms_.size());
+  for (const RhsTerm& term : rhs_terms_)
+    triplets.emplace_back(term.unknown, term.row, term.cell >= 0 ? cell_g_[term.cell] : term.g);
+  Eigen::SparseMatrix<double> s(unknowns_, rows_);
+  s.setFromTriplets(triplets.begin(), triplets.end());  // sums repeats, keeps explicit zeros
+  s.makeCompressed();
+  return s;
+}
+
 Eigen::MatrixXd NodalSystem::column_currents(const Eigen::MatrixXd& x, const Eigen::MatrixXd& v_in,
                                              const Eigen::MatrixXd& g_cell, Eigen::MatrixXd* v_cell, int probe) const {
   // Work on transposes so that each node's batch of voltages is one contiguous column.

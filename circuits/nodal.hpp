@@ -58,6 +58,11 @@ class NodalSystem {
 
   // Right-hand sides for a batch of input voltages (R×B): S·v_in, n×B.
   Eigen::MatrixXd rhs(const Eigen::MatrixXd& v_in) const;
+  // S itself (n×R, rhs(v_in) = S·v_in) with the cell conductances of the last refill(). Its
+  // pattern is fixed for this topology (one entry per element joining a source to an unknown,
+  // kept even when its value is 0), so it shows which unknowns the sources touch. Used by the
+  // effective-matrix solver, which needs S's few nonzeros rather than S·v_in for R unit vectors.
+  Eigen::SparseMatrix<double> source_coupling() const;
 
   // Column currents (C×B) from the unknowns x (n×B): i_out[j] = sum_i g(i,j) (v_w(i,j) - v_b(i,j)).
   // By Kirchhoff's current law every bit line's cell currents leave through its sense resistor,

@@ -39,9 +39,17 @@ class Solver {
   // voltage across every cell (w - b, R×C) for batch column `probe` as well.
   virtual SolveSummary solve(const Eigen::MatrixXd& v_in, Eigen::MatrixXd& i_out, Eigen::MatrixXd* v_cell = nullptr,
                              int probe = 0) = 0;
+  // Bytes the solver holds for the current conductances (factor, matrices, saved solutions).
+  virtual std::size_t memory_bytes() const { return 0; }
 };
 
-// Builds the solver the card asks for (solver.method; tol and max_iter for Newton).
+// The method `auto` stands for, for one tile: nonlinear cells -> direct (Newton on the exact
+// factorisation); otherwise many input vectors per conductance state (>= 8 vectors × DAC planes
+// per read) -> effective (M built once per state, each batch one product); few -> iterative (no
+// factorisation at all). Any other method is returned as it is.
+std::string resolve_method(const core::SolverOptions& options, bool nonlinear_cells, int vectors_per_state);
+
+// Builds the solver for a resolved method (solver.method; tol and iteration budgets).
 std::unique_ptr<Solver> make_solver(const core::SolverOptions& options, int rows, int cols,
                                     const core::WireOptions& wires);
 

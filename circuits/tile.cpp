@@ -33,7 +33,8 @@ noise::RtnOptions rtn_options(const core::DeviceOptions& device) {
 
 }  // namespace
 
-Tile::Tile(const core::Card& card, const devices::DeviceRegistry& registry, int outputs, int tile_index)
+Tile::Tile(const core::Card& card, const devices::DeviceRegistry& registry, int outputs, int tile_index,
+           int batch_hint)
     : card_(card),
       tile_index_(tile_index),
       mapping_(card.mapping, card.device.g_min, card.device.g_max, card.tile.rows, card.tile.cols, outputs),
@@ -44,7 +45,12 @@ Tile::Tile(const core::Card& card, const devices::DeviceRegistry& registry, int 
       }()),
       device_(registry.create(card.device)),
       cell_model_{device_->iv(), card.tile.r_access_on},
-      solver_(make_solver(card.solver, card.tile.rows, card.tile.cols, card.tile.wires)),
+      solver_method_(resolve_method(card.solver, !cell_model_.linear(), batch_hint * dac_.planes())),
+      solver_([&] {
+        core::SolverOptions options = card.solver;
+        options.method = solver_method_;
+        return make_solver(options, card.tile.rows, card.tile.cols, card.tile.wires);
+      }()),
       rtn_options_(rtn_options(card.device)) {}
 
 void Tile::program(const Eigen::MatrixXd& weights) {

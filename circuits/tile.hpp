@@ -43,8 +43,10 @@ struct TileRead {
 
 class Tile {
  public:
-  // `outputs`: logical outputs mapped onto this tile (<= what its columns hold).
-  Tile(const core::Card& card, const devices::DeviceRegistry& registry, int outputs, int tile_index = 0);
+  // `outputs`: logical outputs mapped onto this tile (<= what its columns hold); `batch_hint`:
+  // input vectors per read, for solver.method: auto.
+  Tile(const core::Card& card, const devices::DeviceRegistry& registry, int outputs, int tile_index = 0,
+       int batch_hint = 1);
 
   // Maps and programs weights (outputs × rows), draws the fault and trap maps, and (with drift
   // compensation) takes the reference read. Throws UserError if the weights do not fit.
@@ -72,6 +74,8 @@ class Tile {
   const devices::Device& device() const { return *device_; }
   const core::Card& card() const { return card_; }
   Solver& solver() { return *solver_; }
+  // The solver method in use (solver.method with auto resolved).
+  const std::string& solver_method() const { return solver_method_; }
   // The solver's set-up for the current conductances: pattern analysis and factorisation times.
   const SolveSummary& factorization() const { return factor_summary_; }
 
@@ -98,6 +102,7 @@ class Tile {
   Adc adc_;
   std::unique_ptr<devices::Device> device_;
   CellModel cell_model_;
+  std::string solver_method_;
   std::unique_ptr<Solver> solver_;
   devices::ProgrammedArray programmed_;
   Eigen::MatrixXd g_programmed_;

@@ -474,6 +474,8 @@ Card CardLoader::build(const std::filesystem::path& base_dir) {
   card.solver.method = get<std::string>("solver.method");
   card.solver.tol = get<double>("solver.tol");
   card.solver.max_iter = static_cast<int>(get<std::int64_t>("solver.max_iter"));
+  card.solver.newton_max_iter = static_cast<int>(get<std::int64_t>("solver.newton_max_iter"));
+  card.solver.warm_start = get<bool>("solver.warm_start");
 
   auto source = [&](const std::string& prefix) {
     MatrixSource result;

@@ -85,8 +85,10 @@ struct MappingOptions {
 
 struct SolverOptions {
   std::string method = "direct";
-  double tol = 1e-10;   // Newton: relative residual at convergence
-  int max_iter = 50;    // Newton: iteration budget
+  double tol = 1e-10;      // iterative mode and Newton: relative residual at convergence
+  int max_iter = 1000;     // iterative mode: conjugate-gradient iteration budget
+  int newton_max_iter = 50;  // Newton: iteration budget
+  bool warm_start = true;  // iterative mode: start from the previous solution
 };
 
 enum class Distribution { uniform, normal, file };

@@ -196,12 +196,17 @@ const std::vector<ParamSpec>& card_schema() {
               "Global drift compensation in the digital periphery: outputs are scaled by the ratio of a "
               "reference read's total output right after programming to the same read now."),
       // Solver.
-      choice("solver.method", std::nullopt, {"direct"},
-             "direct: sparse Cholesky (CHOLMOD) of the nodal equations, exact to rounding; nonlinear cells "
-             "by damped Newton-Raphson on the same factorisation pattern."),
+      choice("solver.method", std::nullopt, {"direct", "effective", "iterative", "auto"},
+             "direct: sparse Cholesky (CHOLMOD) of the nodal equations, exact to rounding, nonlinear cells by damped "
+             "Newton-Raphson on the same pattern; effective: the exact C×R matrix M of the linear array, built once "
+             "per programming state, each batch of reads one matrix product; iterative: line-preconditioned "
+             "conjugate gradients over the batch, warm-started, to the relative residual tol; auto: the fastest "
+             "exact-enough of these for the workload (see the README)."),
       number("solver.tol", "1e-10", "1", 0, 1,
-             "Newton: relative residual ||F|| / ||b|| at which a nonlinear solve has converged.", true),
-      integer("solver.max_iter", "50", 1, 100000, "Newton: iteration budget of a nonlinear solve."),
+             "Relative residual ||A x - b|| / ||b|| at which the iterative mode and Newton stop.", true),
+      boolean("solver.warm_start", "true", "Iterative mode: start each solve from the previous solution."),
+      integer("solver.max_iter", "1000", 1, 1000000, "Iterative mode: conjugate-gradient iteration budget per solve."),
+      integer("solver.newton_max_iter", "50", 1, 100000, "Newton: iteration budget of a nonlinear solve."),
       // Workload.
       choice("workload.weights.distribution", "uniform", {"uniform", "normal", "file"},
              "uniform: U(-scale, scale); normal: N(0, scale^2); file: read workload.weights.file. "

@@ -221,3 +221,19 @@ TEST(Tile, VariationFieldScalesEveryConductanceTheModelProduces) {
   const double lag1 = (z.leftCols(39) * z.rightCols(39)).mean() / z.square().mean();
   EXPECT_GT(lag1, 0.8);
 }
+
+TEST(Solver, AutoPicksNewtonForNonlinearCellsAndAmortisesTheEffectiveMatrixOverManyVectors) {
+  core::SolverOptions options;
+  options.method = "auto";
+  EXPECT_EQ(circuits::resolve_method(options, true, 64), "direct");
+  EXPECT_EQ(circuits::resolve_method(options, false, 64), "effective");
+  EXPECT_EQ(circuits::resolve_method(options, false, 2), "iterative");
+  options.method = "iterative";
+  EXPECT_EQ(circuits::resolve_method(options, true, 64), "iterative");  // an explicit choice stands
+  // The tile resolves auto with its batch and DAC planes and reports it.
+  const core::Card card = card_with({"solver.method=auto", "dac.bits=5", "dac.encoding=bit_serial"});
+  const circuits::Workload workload = circuits::make_workload(card);
+  EXPECT_EQ(circuits::Tile(card, devices::builtin_devices(), 5, 0, 2).solver_method(), "effective");  // 2 x 4 planes
+  EXPECT_EQ(circuits::Tile(card_with({"solver.method=auto"}), devices::builtin_devices(), 5, 0, 2).solver_method(),
+            "iterative");
+}
