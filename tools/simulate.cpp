@@ -66,7 +66,8 @@ Simulation simulate(const core::Card& card) {
   sim.card = card;
   sim.workload = circuits::make_workload(card);
   sim.tile = std::make_unique<circuits::Tile>(card, devices::builtin_devices(),
-                                              static_cast<int>(sim.workload.weights.rows()));
+                                              static_cast<int>(sim.workload.weights.rows()), 0,
+                                              static_cast<int>(sim.workload.inputs.cols()));
   const auto program_start = std::chrono::steady_clock::now();
   sim.tile->program(sim.workload.weights);
   sim.program_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - program_start).count();
@@ -116,7 +117,8 @@ void write_trace(const Simulation& sim, const std::filesystem::path& path) {
   trace.set_attribute("/", "card_file", card.file.string());
   trace.set_attribute("/", "seed", static_cast<std::int64_t>(card.seed));
   trace.set_attribute("/", "xbar_version", std::string(core::kVersion));
-  trace.set_attribute("/", "solver", card.solver.method);
+  trace.set_attribute("/", "solver", tile.solver_method());
+  trace.set_attribute("/", "solver_requested", card.solver.method);
 
   trace.create_group("/array");
   trace.set_attribute("/array", "rows", static_cast<std::int64_t>(card.tile.rows));
@@ -235,14 +237,23 @@ std::string summary_text(const Simulation& sim, const std::filesystem::path& tra
     text += fmt::format("  faults     {} cells stuck at g_min, {} at g_max\n", (stuck.array() < 0).count(),
                         (stuck.array() > 0).count());
   const auto& setup = sim.tile->factorization();
-  if (sim.tile->cell_model().linear())
-    text += fmt::format("  solver     {}: analyse {:.3g} s (once per topology), factorize {:.3g} s (per programming "
-                        "state)\n",
-                        setup.method, setup.analyse_s, setup.factorize_s);
+  const std::string& method = sim.tile->solver_method();
+  const std::string picked = card.solver.method == "auto" ? " (picked by auto)" : "";
+  if (!sim.tile->cell_model().linear())
+    text += fmt::format("  solver     {}{} with Newton-Raphson for the nonlinear cells: analyse {:.3g} s\n", method,
+                        picked, setup.analyse_s);
+  else if (method == "direct")
+    text += fmt::format("  solver     direct{}: analyse {:.3g} s (once per topology), factorize {:.3g} s (per "
+                        "conductance state)\n",
+                        picked, setup.analyse_s, setup.factorize_s);
+  else if (method == "effective")
+    text += fmt::format("  solver     effective{}: build of M {:.3g} s (per conductance state), then one matrix "
+                        "product per batch\n",
+                        picked, setup.factorize_s);
   else
-    text += fmt::format("  solver     {} with Newton-Raphson for the nonlinear cells: analyse {:.3g} s, one "
-                        "factorisation per iteration and input vector\n",
-                        setup.method, setup.analyse_s);
+    text += fmt::format("  solver     iterative{}: line-preconditioned conjugate gradients to a relative residual of "
+                        "{:.3g}\n",
+                        picked, card.solver.tol);
   const Eigen::MatrixXd y_ideal = sim.workload.weights * sim.workload.inputs;
   for (std::size_t r = 0; r < sim.reads.size(); ++r) {
     const auto& read = sim.reads[r];
@@ -251,8 +262,9 @@ std::string summary_text(const Simulation& sim, const std::filesystem::path& tra
                         read.time_s, read.summary.solve_s, sim.workload.inputs.cols(),
                         sim.workload.inputs.cols() == 1 ? "" : "s", read.v_in.size(), read.v_in.size() == 1 ? "" : "s",
                         read.summary.residual);
-    if (!sim.tile->cell_model().linear())
-      text += fmt::format("             Newton: at most {} iterations per vector\n", read.summary.iterations);
+    if (!sim.tile->cell_model().linear() || method == "iterative")
+      text += fmt::format("             {}: at most {} iterations per vector\n",
+                          sim.tile->cell_model().linear() ? "conjugate gradients" : "Newton", read.summary.iterations);
     if (!read.summary.warning.empty()) text += fmt::format("             warning: {}\n", read.summary.warning);
     if (card.mapping.drift_compensation)
       text += fmt::format("             drift compensation: outputs scaled by {:.4g}\n", read.drift_scale);
