@@ -11,5 +11,6 @@ DeviceModelInfo pcm_hermes2023_info();         // pcm.cpp: HERMES chip, Le Gallo
 DeviceModelInfo rram_wan2022_info();           // rram_statistical.cpp: NeuRRAM, Wan et al. 2022
 DeviceModelInfo rram_hfox_info();              // rram_statistical.cpp: IBM HfOx CMO fit
 DeviceModelInfo rram_stanford_pku_info();      // stanford_pku.cpp: compact model, Jiang et al. 2014/2016
+DeviceModelInfo rram_step_info();              // step_model.cpp: fitted state-dependent step model
 
 }  // namespace xbar::devices

@@ -45,6 +45,7 @@ void register_builtin_devices(DeviceRegistry& registry) {
   registry.add(rram_wan2022_info());
   registry.add(rram_hfox_info());
   registry.add(rram_stanford_pku_info());
+  registry.add(rram_step_info());
 }
 
 const DeviceRegistry& builtin_devices() {

@@ -1,0 +1,703 @@
+// The fitted state-dependent step model, `rram-step` (equations in step_model.hpp).
+//
+// MODEL. The state is the conductance G (S). The n-th pulse (n = 0, 1, ...) of a run of pulses in
+// the same direction changes it by
+//   SET   (up):   dG = d_up   · r_up(n)   · m_up(G)   + s_up(G)   · N(0, 1)
+//   RESET (down): dG = d_down · r_down(n) · m_down(G) + s_down(G) · N(0, 1)
+// and G is clamped to [g_min, g_max] afterwards. m (mean step) and s (cycle-to-cycle spread) are
+// piecewise-linear tables over the conductance nodes g_nodes, constant beyond the first and last
+// node. d_up and d_down are device-to-device factors on the mean step, lognormal with median 1 and
+// log-std d2d_sigma_up / d2d_sigma_down, drawn once per device in initial_state (both always drawn,
+// up first). The spread s is not scaled by the factor.
+// Refinement demanded by the data: the reversal transient r(n) = 1 − depth · exp(−n / decay). In
+// the measured TaOx ramps the first pulses after a change of direction move G much less than
+// later pulses at the same conductance (the first SET pulse about 0.16×, the first RESET pulse
+// about 0.5× the table value, recovering within about ten pulses, in every ramp); without it the
+// state tables alone run ahead of the measured ramps by 2-6 standard deviations of the simulated
+// ramps over the first twenty pulses. It keeps the model a state model: the state is (G, direction of the last pulse,
+// pulses since the last reversal), and a fresh device counts as just reversed. depth = 0 turns it
+// off (the card's default).
+// Pulse amplitude and width are not modelled: any positive voltage is one SET pulse, any negative
+// one a RESET pulse, a zero voltage does nothing and draws nothing.
+// CellState: [0] G, [1] d_up, [2] d_down, [3] direction of the last pulse (+1, −1, 0 when fresh),
+// [4] pulses in that direction since the last reversal.
+//
+// CARD (`rram-step`, keys under `device.`). The tables are relative to the card's window: g_nodes
+// as fractions of [g_min, g_max] (0 first, 1 last, increasing) and the step tables in units of
+// the window (g_max − g_min) per pulse; step_params_from() converts them to siemens. The defaults
+// are uncalibrated but plausible for an analog filamentary RRAM with soft bounds: SET steps of
+// 3 % of the window at g_min shrinking to 0.3 % at g_max, RESET steps mirrored (growing in
+// magnitude towards g_max), a cycle-to-cycle spread of a third of the mean step, 10 %
+// device-to-device variation and no reversal transient. Fitted parameters replace them.
+//
+// PROGRAMMING (Device::program). Every cell starts as a fresh device (own factors) in the RESET
+// state at g_min and is written by write_verify (write_verify.cpp) to its target; only the sign
+// of the write-verify pulses matters to this model, so the amplitude keys keep their generic
+// values and are ignored. Cells run in parallel on TBB, each with its own stream
+// rng.derive("cell", {i * C + j}), so results do not depend on the thread count. Write-verify
+// defaults of this model: the generic ±1 uS band and no verify-read noise, with a budget of 300
+// pulses (climbing the whole window takes about 90 SET pulses with the default tables). Reads
+// return the programmed conductance: the model has no drift and no read noise.
+//
+// FIT (fit_step_model), each direction on its own ramps (SET ramps: up tables, RESET: down):
+//  (1) Steps. Per ramp k, the steps dG_i = g[i+1] − g[i] from the states g[i], with n = i: a
+//      pulse-ramp experiment alternates SET and RESET ramps, so every ramp starts right after a
+//      reversal and its i-th step is the i-th pulse since that reversal.
+//  (2) Bins. The observed range [lo, hi] (min and max of every conductance of every ramp, both
+//      directions) is cut into `bins` equal-width bins shared by both directions; a step belongs
+//      to the bin of its starting state. Fewer than 10 steps of a direction in any bin is a
+//      UserError that suggests fewer bins.
+//  (3) Tables, given the ramp factors f_k and the transient r. Per bin b (centre c_b), least
+//      squares of dG = f_k r(n) (a_b + t_b (g − c_b)) over the bin's steps: a_b is the mean step
+//      at the bin centre (the in-bin slope t_b only removes the bias of an uneven spread of states
+//      inside the bin) and s_b² the variance of the residuals: the maximum-likelihood Gaussian of
+//      the bin's steps with each ramp's factor divided out of the mean part, Σ residual² /
+//      (n_b − 2) (two fitted coefficients), here too taken at the bin centre from a straight line
+//      through the squared residuals (kept within [1/4, 4] times the pooled value, which it falls
+//      back to). Table nodes: the bin centres, extended with constant values to g_min and g_max (7).
+//  (4) Device-to-device factors, given the tables. Per ramp, the weighted least-squares ratio of
+//      its steps to the population mean at the same states and pulse counts,
+//      d̂_k = Σ w x_i dG_i / Σ w x_i², x_i = r(n_i) m(g_i), w = 1/s(g_i)² (a ramp-level regression
+//      through the origin), whose sampling variance from cycle-to-cycle noise alone is
+//      v_k = 1 / Σ w x_i². With l_k = ln d̂_k and its sampling variance u_k = v_k / d̂_k² (delta
+//      method), the log-std of the true factors is the method-of-moments random-effects estimate
+//      d2d_sigma² = max(0, var(l) − mean(u)): the spread of the log factors minus what
+//      cycle-to-cycle noise alone produces, so pure cycle-to-cycle noise does not show up as
+//      device-to-device variation. (When the ramps are cycles of one device, as the TaOx ones are,
+//      this is ramp-to-ramp variation, and a replay draws it per ramp.) The factors used in (3)
+//      are centred on their mean log (the
+//      tables describe the median device) and shrunk towards 1 (empirical Bayes,
+//      f_k = exp(l_k d2d_sigma² / (d2d_sigma² + u_k))). Ramps whose d̂_k is not positive keep
+//      f_k = 1 and stay out of the variance. (3) and (4) alternate from f_k = 1 until the factors
+//      change by less than 1e-10 (at most 100 rounds).
+//  (5) Glitches. With no transient, steps further than 4 spreads from their bin's mean are
+//      marked as glitches and left out of (3), (4) and (6); (3)-(5) repeat until the marks
+//      settle. The TaOx ramps hold isolated read glitches (one point 5-10 uS off: a pair of
+//      opposite steps of 10-20 spreads) that would inflate the spreads of their bins by up to
+//      70 %; for Gaussian steps the cut removes 6e-5 of them and biases a spread by < 0.1 %.
+//  (6) Reversal transient. Profile likelihood over (depth, decay): at each point (3)-(4) are
+//      refitted and scored by the Gaussian log-likelihood maximised over the tables,
+//      −Σ_b (n_b / 2) ln(SS_b / n_b). Decay on a log grid of 17 points over [0.05, 20] pulses,
+//      refined by golden section between the best point's neighbours, depth in [−1, 1] by golden
+//      section at each decay. The transient is kept only if it raises the log-likelihood by more
+//      than 6.91 (a likelihood-ratio test for its two parameters at p = 0.001; the TaOx ramps give
+//      gains of 60-180, synthetic ramps without a transient a few units). Why at most 20 pulses: a
+//      slower transient cannot be told apart from the state dependence in ramps that all start
+//      near the same conductance (an exponential over the whole ramp trades off against the
+//      tables along a flat ridge of the likelihood); the transient is meant for the first pulses
+//      after a reversal and the tables for the rest.
+//  (7) Bounds: the observed range widened by 5 % of itself on each side. Ramps end where the
+//      measurement stopped, not where the device saturates (in the TaOx data the steps are still
+//      large at both ends), and the turning points drift from cycle to cycle (by 1-1.5 uS per
+//      cycle in the fitting split), so clamping at the observed extremes would distort ramps that
+//      start or end slightly outside them.
+// Only the ramps passed in are read: the caller passes the fitting split.
+#include "devices/step_model.hpp"
+
+#include <fmt/format.h>
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <tuple>
+#include <utility>
+
+#include "core/error.hpp"
+#include "devices/models.hpp"
+
+namespace xbar::devices {
+namespace {
+
+constexpr int kMinStepsPerBin = 10;     // fewer steps of a direction in a bin: the fit refuses
+constexpr int kMaxFitRounds = 100;      // rounds of (3)-(4), and of the glitch marking
+constexpr double kFactorTolerance = 1e-10;
+constexpr double kOutlierSigmas = 4.0;  // (5): steps further than this many spreads are glitches
+constexpr int kDecayGrid = 16;          // (6): log-spaced decay intervals scanned
+constexpr double kDecayMin = 0.05;      // (6): pulses, fastest transient considered
+constexpr double kDecayMax = 20.0;      // (6): pulses, slowest transient considered
+constexpr double kTransientMinGain = 6.91;  // (6): log-likelihood gain a transient must bring (chi2_2, p = 0.001)
+constexpr double kBoundMargin = 0.05;   // (7): bounds beyond the observed range, share of the range
+
+// Piecewise-linear interpolation of `values` over increasing `nodes`, constant beyond the ends.
+double interpolate(const std::vector<double>& nodes, const std::vector<double>& values, double g) {
+  const std::size_t n = nodes.size();
+  if (n == 0) return 0;
+  if (g <= nodes.front()) return values.front();
+  if (g >= nodes.back()) return values.back();
+  const std::size_t hi = static_cast<std::size_t>(std::upper_bound(nodes.begin(), nodes.end(), g) - nodes.begin());
+  const std::size_t lo = hi - 1;
+  const double t = (g - nodes[lo]) / (nodes[hi] - nodes[lo]);
+  return values[lo] + t * (values[hi] - values[lo]);
+}
+
+double transient_factor(double depth, double decay, int n) { return 1.0 - depth * std::exp(-n / decay); }
+
+void check_params(const StepModelParams& p) {
+  auto fail = [](const std::string& what) { throw core::UserError("step model: " + what); };
+  if (!std::isfinite(p.g_min) || !std::isfinite(p.g_max) || !(p.g_max > p.g_min))
+    fail(fmt::format("expected g_min < g_max, got g_min = {:g}, g_max = {:g}", p.g_min, p.g_max));
+  const std::size_t n = p.g_nodes.size();
+  if (n < 1) fail("g_nodes: expected at least one node");
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!std::isfinite(p.g_nodes[i])) fail(fmt::format("g_nodes[{}]: expected a finite value", i));
+    if (i > 0 && !(p.g_nodes[i] > p.g_nodes[i - 1]))
+      fail(fmt::format("g_nodes: expected strictly increasing values, got {:g} after {:g}", p.g_nodes[i],
+                       p.g_nodes[i - 1]));
+  }
+  const std::pair<const char*, const std::vector<double>*> tables[] = {
+      {"up_mean", &p.up_mean}, {"up_std", &p.up_std}, {"down_mean", &p.down_mean}, {"down_std", &p.down_std}};
+  for (const auto& [name, table] : tables) {
+    if (table->size() != n)
+      fail(fmt::format("{}: expected {} values (as many as g_nodes), got {}", name, n, table->size()));
+    for (double v : *table)
+      if (!std::isfinite(v)) fail(fmt::format("{}: expected finite values", name));
+  }
+  for (double v : p.up_std)
+    if (v < 0) fail(fmt::format("up_std: expected values >= 0, got {:g}", v));
+  for (double v : p.down_std)
+    if (v < 0) fail(fmt::format("down_std: expected values >= 0, got {:g}", v));
+  for (const auto& [name, depth, decay] : {std::tuple{"up", p.up_reversal_depth, p.up_reversal_decay},
+                                           std::tuple{"down", p.down_reversal_depth, p.down_reversal_decay}}) {
+    if (!(depth >= -1 && depth <= 1)) fail(fmt::format("{}_reversal_depth: expected in [-1, 1], got {:g}", name, depth));
+    if (!(decay > 0) || !std::isfinite(decay))
+      fail(fmt::format("{}_reversal_decay: expected > 0 pulses, got {:g}", name, decay));
+  }
+  if (!(p.d2d_sigma_up >= 0) || !(p.d2d_sigma_down >= 0))
+    fail(fmt::format("expected d2d sigmas >= 0, got {:g} (up), {:g} (down)", p.d2d_sigma_up, p.d2d_sigma_down));
+}
+
+// ---- the fit -------------------------------------------------------------------------------
+
+struct Step {
+  int ramp = 0;     // index into the direction's ramp list
+  int n = 0;        // pulses since the reversal that started the ramp (the step's index in it)
+  double g = 0;     // state before the pulse
+  double dg = 0;    // step
+};
+
+// One direction's steps, indexed by bin and by ramp.
+struct Problem {
+  std::vector<Step> steps;
+  std::vector<std::vector<std::size_t>> in_bin, of_ramp;
+  std::vector<double> centre;  // bin centres: the nodes of the working tables
+  std::vector<char> inlier;    // per step: 0 for a glitch left out of the fit
+};
+
+// The working model of one direction.
+struct DirectionFit {
+  std::vector<double> mean, spread;  // per bin, at the bin centres
+  std::vector<double> factor;        // per ramp (shrunken estimate, median 1)
+  double d2d_sigma = 0;
+  double depth = 0, decay = 1;       // reversal transient
+  double nll = 0;                    // profile negative log-likelihood (up to a constant)
+};
+
+// (3) Tables given factors and transient; returns the profile negative log-likelihood
+// Σ_b (n_b / 2) ln(SS_b / n_b) of the inliers.
+double fit_tables(const Problem& pb, DirectionFit& fit) {
+  double nll = 0;
+  for (std::size_t b = 0; b < pb.centre.size(); ++b) {
+    double s11 = 0, s12 = 0, s22 = 0, r1 = 0, r2 = 0;
+    std::size_t count = 0;
+    for (std::size_t id : pb.in_bin[b]) {
+      if (!pb.inlier[id]) continue;
+      const Step& s = pb.steps[id];
+      const double x1 = fit.factor[s.ramp] * transient_factor(fit.depth, fit.decay, s.n);
+      const double x2 = x1 * (s.g - pb.centre[b]);
+      s11 += x1 * x1;
+      s12 += x1 * x2;
+      s22 += x2 * x2;
+      r1 += x1 * s.dg;
+      r2 += x2 * s.dg;
+      ++count;
+    }
+    const double det = s11 * s22 - s12 * s12;
+    double a = 0, t = 0;
+    if (count > 2 && s22 > 0 && det > 1e-12 * s11 * s22) {
+      a = (r1 * s22 - r2 * s12) / det;
+      t = (s11 * r2 - s12 * r1) / det;
+    } else {  // every state of the bin (nearly) the same: no slope
+      a = s11 > 0 ? r1 / s11 : 0;
+    }
+    // Residuals; the spread at the centre from a straight line through the squared residuals
+    // (the same in-bin correction as for the mean), with n / (n - 2) for the two coefficients of
+    // the mean; the pooled spread when the line is ill-posed or leaves [1/4, 4] times the pooled
+    // variance (a bin whose states sit far from its centre).
+    double ss = 0, q1 = 0, q2 = 0, u11 = 0, u12 = 0, u22 = 0;
+    for (std::size_t id : pb.in_bin[b]) {
+      if (!pb.inlier[id]) continue;
+      const Step& s = pb.steps[id];
+      const double x = s.g - pb.centre[b];
+      const double r = s.dg - fit.factor[s.ramp] * transient_factor(fit.depth, fit.decay, s.n) * (a + t * x);
+      ss += r * r;
+      q1 += r * r;
+      q2 += x * r * r;
+      u11 += 1;
+      u12 += x;
+      u22 += x * x;
+    }
+    const double dof = static_cast<double>(std::max<std::size_t>(count, 3) - 2);
+    const double pooled = ss / dof;
+    double variance = pooled;
+    const double udet = u11 * u22 - u12 * u12;
+    if (count > 2 && u22 > 0 && udet > 1e-12 * u11 * u22) {
+      const double v0 = (q1 * u22 - q2 * u12) / udet * static_cast<double>(count) / dof;
+      if (v0 >= 0.25 * pooled && v0 <= 4 * pooled) variance = v0;
+    }
+    fit.mean[b] = a;
+    fit.spread[b] = std::sqrt(variance);
+    if (count > 0 && ss > 0) nll += 0.5 * static_cast<double>(count) * std::log(ss / static_cast<double>(count));
+  }
+  return nll;
+}
+
+// (4) Device-to-device factors given tables and transient; returns the largest factor change.
+double fit_factors(const Problem& pb, DirectionFit& fit) {
+  const std::size_t ramps = pb.of_ramp.size();
+  std::vector<double> log_factor(ramps, 0.0), log_var(ramps, -1.0);  // -1: no estimate
+  double sum_log = 0, sum_var = 0;
+  std::size_t informative = 0;
+  for (std::size_t k = 0; k < ramps; ++k) {
+    double a = 0, bsum = 0;
+    for (std::size_t id : pb.of_ramp[k]) {
+      if (!pb.inlier[id]) continue;
+      const Step& s = pb.steps[id];
+      const double x = transient_factor(fit.depth, fit.decay, s.n) * interpolate(pb.centre, fit.mean, s.g);
+      const double sd = interpolate(pb.centre, fit.spread, s.g);
+      const double w = sd > 0 ? 1.0 / (sd * sd) : 0.0;
+      a += w * x * x;
+      bsum += w * x * s.dg;
+    }
+    if (!(a > 0)) continue;
+    const double d = bsum / a;
+    if (!(d > 0)) continue;
+    log_factor[k] = std::log(d);
+    log_var[k] = 1.0 / (a * d * d);
+    sum_log += log_factor[k];
+    sum_var += log_var[k];
+    ++informative;
+  }
+  double sigma2 = 0, centre_log = 0;
+  if (informative >= 2) {
+    centre_log = sum_log / static_cast<double>(informative);
+    double var = 0;
+    for (std::size_t k = 0; k < ramps; ++k)
+      if (log_var[k] >= 0) var += (log_factor[k] - centre_log) * (log_factor[k] - centre_log);
+    var /= static_cast<double>(informative - 1);
+    sigma2 = std::max(0.0, var - sum_var / static_cast<double>(informative));
+  }
+  double change = 0;
+  for (std::size_t k = 0; k < ramps; ++k) {
+    double f = 1.0;
+    if (log_var[k] >= 0 && sigma2 > 0) f = std::exp((log_factor[k] - centre_log) * sigma2 / (sigma2 + log_var[k]));
+    change = std::max(change, std::abs(f - fit.factor[k]));
+    fit.factor[k] = f;
+  }
+  fit.d2d_sigma = std::sqrt(sigma2);
+  return change;
+}
+
+// (3) and (4) alternated for a fixed transient, warm-started from `fit`; sets and returns fit.nll.
+double fit_given_transient(const Problem& pb, DirectionFit& fit) {
+  for (int round = 0; round < kMaxFitRounds; ++round) {
+    fit_tables(pb, fit);
+    if (fit_factors(pb, fit) < kFactorTolerance) break;
+  }
+  fit.nll = fit_tables(pb, fit);
+  return fit.nll;
+}
+
+// (5) Marks the steps further than kOutlierSigmas spreads from their bin's mean as glitches;
+// returns whether any mark changed.
+bool mark_glitches(Problem& pb, const DirectionFit& fit) {
+  bool changed = false;
+  for (std::size_t b = 0; b < pb.centre.size(); ++b)
+    for (std::size_t id : pb.in_bin[b]) {
+      const Step& s = pb.steps[id];
+      const double mean =
+          fit.factor[s.ramp] * transient_factor(fit.depth, fit.decay, s.n) * interpolate(pb.centre, fit.mean, s.g);
+      const char keep = std::abs(s.dg - mean) <= kOutlierSigmas * fit.spread[b] ? 1 : 0;
+      changed = changed || keep != pb.inlier[id];
+      pb.inlier[id] = keep;
+    }
+  return changed;
+}
+
+// Golden-section search for a minimum of f over [a, b], to width `tol`.
+template <class F>
+double golden_min(F&& f, double a, double b, double tol) {
+  const double phi = 0.5 * (std::sqrt(5.0) - 1.0);
+  double c = b - phi * (b - a), d = a + phi * (b - a), fc = f(c), fd = f(d);
+  while (b - a > tol) {
+    if (fc < fd) {
+      b = d, d = c, fd = fc, c = b - phi * (b - a), fc = f(c);
+    } else {
+      a = c, c = d, fc = fd, d = a + phi * (b - a), fd = f(d);
+    }
+  }
+  return 0.5 * (a + b);
+}
+
+// Steps (1) to (6) of the method above for one direction.
+DirectionFit fit_direction(const std::vector<Ramp>& ramps, const char* name, double lo, double hi, int bins) {
+  const double width = (hi - lo) / bins;
+  auto bin_of = [&](double g) { return std::clamp(static_cast<int>((g - lo) / width), 0, bins - 1); };
+  Problem pb;
+  pb.centre.resize(bins);
+  for (int b = 0; b < bins; ++b) pb.centre[b] = lo + (b + 0.5) * width;
+
+  // (1) steps, indexed by bin and by ramp.
+  pb.in_bin.resize(bins);
+  pb.of_ramp.resize(ramps.size());
+  for (std::size_t k = 0; k < ramps.size(); ++k) {
+    const std::vector<double>& g = ramps[k].g;
+    for (std::size_t i = 0; i + 1 < g.size(); ++i) {
+      pb.in_bin[bin_of(g[i])].push_back(pb.steps.size());
+      pb.of_ramp[k].push_back(pb.steps.size());
+      pb.steps.push_back({static_cast<int>(k), static_cast<int>(i), g[i], g[i + 1] - g[i]});
+    }
+  }
+  pb.inlier.assign(pb.steps.size(), 1);
+  // (2) enough data in every bin.
+  for (int b = 0; b < bins; ++b)
+    if (static_cast<int>(pb.in_bin[b].size()) < kMinStepsPerBin)
+      throw core::UserError(fmt::format(
+          "fit_step_model: {} {} step(s) start in conductance bin {} of {} ([{:g}, {:g}]); at least {} per bin are "
+          "needed: use fewer bins",
+          pb.in_bin[b].size(), name, b + 1, bins, lo + b * width, lo + (b + 1) * width, kMinStepsPerBin));
+
+  DirectionFit fit;
+  fit.mean.assign(bins, 0);
+  fit.spread.assign(bins, 0);
+  fit.factor.assign(ramps.size(), 1.0);
+
+  // (5) glitches, without a transient: mark and refit until the marks settle.
+  for (int round = 0; round < kMaxFitRounds; ++round) {
+    fit_given_transient(pb, fit);
+    if (!mark_glitches(pb, fit)) break;
+  }
+
+  // (6) the transient by profile likelihood, every point warm-started from the fit without it.
+  const DirectionFit start = fit;
+  auto profile_depth = [&](double decay, DirectionFit& at) {
+    at = start;
+    at.decay = decay;
+    at.depth = golden_min(
+        [&](double depth) {
+          DirectionFit trial = at;
+          trial.depth = depth;
+          return fit_given_transient(pb, trial);
+        },
+        -1.0, 1.0, 1e-4);
+    return fit_given_transient(pb, at);
+  };
+  const double l0 = std::log(kDecayMin), l1 = std::log(kDecayMax);
+  int best = -1;
+  DirectionFit best_fit = start;  // depth 0: no transient
+  for (int i = 0; i <= kDecayGrid; ++i) {
+    DirectionFit at;
+    if (profile_depth(std::exp(l0 + (l1 - l0) * i / kDecayGrid), at) < best_fit.nll) best_fit = at, best = i;
+  }
+  if (best >= 0) {
+    const double a = l0 + (l1 - l0) * std::max(0, best - 1) / kDecayGrid;
+    const double b = l0 + (l1 - l0) * std::min(kDecayGrid, best + 1) / kDecayGrid;
+    DirectionFit at;
+    const double log_decay = golden_min([&](double x) { return profile_depth(std::exp(x), at); }, a, b, 1e-3);
+    if (profile_depth(std::exp(log_decay), at) < best_fit.nll) best_fit = at;
+  }
+  // Kept only when significant: a likelihood-ratio test at p = 0.001 for two parameters.
+  return start.nll - best_fit.nll > kTransientMinGain ? best_fit : start;
+}
+
+}  // namespace
+
+StepModelParams fit_step_model(const RampData& data, int bins) {
+  if (bins < 1) throw core::UserError(fmt::format("fit_step_model: expected at least 1 bin, got {}", bins));
+  if (data.set.empty() || data.reset.empty())
+    throw core::UserError(fmt::format("fit_step_model: expected SET and RESET ramps, got {} SET and {} RESET ramp(s)",
+                                      data.set.size(), data.reset.size()));
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+  for (const std::vector<Ramp>* ramps : {&data.set, &data.reset})
+    for (const Ramp& ramp : *ramps)
+      for (double g : ramp.g) {
+        if (!std::isfinite(g))
+          throw core::UserError(fmt::format("fit_step_model: ramp {} holds a non-finite conductance", ramp.id));
+        lo = std::min(lo, g);
+        hi = std::max(hi, g);
+      }
+  if (!(hi > lo)) throw core::UserError("fit_step_model: the ramps span no conductance range");
+
+  const DirectionFit up = fit_direction(data.set, "SET", lo, hi, bins);
+  const DirectionFit down = fit_direction(data.reset, "RESET", lo, hi, bins);
+
+  // (7) bounds, and the tables extended to them.
+  StepModelParams p;
+  const double margin = kBoundMargin * (hi - lo);
+  p.g_min = lo - margin;
+  p.g_max = hi + margin;
+  const double width = (hi - lo) / bins;
+  p.g_nodes.push_back(p.g_min);
+  for (int b = 0; b < bins; ++b) p.g_nodes.push_back(lo + (b + 0.5) * width);
+  p.g_nodes.push_back(p.g_max);
+  auto extend = [](const std::vector<double>& v) {
+    std::vector<double> out;
+    out.push_back(v.front());
+    out.insert(out.end(), v.begin(), v.end());
+    out.push_back(v.back());
+    return out;
+  };
+  p.up_mean = extend(up.mean);
+  p.up_std = extend(up.spread);
+  p.down_mean = extend(down.mean);
+  p.down_std = extend(down.spread);
+  p.d2d_sigma_up = up.d2d_sigma;
+  p.d2d_sigma_down = down.d2d_sigma;
+  p.up_reversal_depth = up.depth;
+  p.up_reversal_decay = up.decay;
+  p.down_reversal_depth = down.depth;
+  p.down_reversal_decay = down.decay;
+  return p;
+}
+
+// ---- the device ------------------------------------------------------------------------------
+
+StepDevice::StepDevice(StepModelParams params) : params_(std::move(params)) { check_params(params_); }
+
+double StepDevice::mean_step(double g, bool up) const {
+  return interpolate(params_.g_nodes, up ? params_.up_mean : params_.down_mean, g);
+}
+
+double StepDevice::step_spread(double g, bool up) const {
+  return interpolate(params_.g_nodes, up ? params_.up_std : params_.down_std, g);
+}
+
+CellState StepDevice::initial_state(double g_start, core::RandomStream& rng) const {
+  CellState s{};
+  s[0] = std::clamp(g_start, params_.g_min, params_.g_max);
+  const double n_up = rng.normal();
+  const double n_down = rng.normal();
+  s[1] = std::exp(params_.d2d_sigma_up * n_up);
+  s[2] = std::exp(params_.d2d_sigma_down * n_down);
+  return s;
+}
+
+double StepDevice::reversal_factor(int n, bool up) const {
+  return up ? transient_factor(params_.up_reversal_depth, params_.up_reversal_decay, n)
+            : transient_factor(params_.down_reversal_depth, params_.down_reversal_decay, n);
+}
+
+void StepDevice::apply_pulse(CellState& state, const Pulse& pulse, core::RandomStream& rng) const {
+  if (pulse.voltage == 0) return;
+  const bool up = pulse.voltage > 0;
+  const double direction = up ? 1.0 : -1.0;
+  const int n = state[3] == direction ? static_cast<int>(state[4]) : 0;
+  const double g = state[0];
+  const double dg =
+      (up ? state[1] : state[2]) * reversal_factor(n, up) * mean_step(g, up) + step_spread(g, up) * rng.normal();
+  state[0] = std::clamp(g + dg, params_.g_min, params_.g_max);
+  state[3] = direction;
+  state[4] = n + 1;
+}
+
+double StepDevice::conductance(const CellState& state) const { return state[0]; }
+
+std::vector<std::vector<std::vector<double>>> replay_ramps(const StepDevice& device, const std::vector<Ramp>& ramps,
+                                                           bool up, int repetitions, const core::RandomStream& rng) {
+  if (repetitions < 0) throw core::UserError(fmt::format("replay_ramps: expected repetitions >= 0, got {}", repetitions));
+  std::vector<std::vector<std::vector<double>>> out(ramps.size(), std::vector<std::vector<double>>(repetitions));
+  const std::size_t total = ramps.size() * static_cast<std::size_t>(repetitions);
+  const Pulse pulse{up ? 1.0 : -1.0, 0.0};
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, total), [&](const tbb::blocked_range<std::size_t>& range) {
+    for (std::size_t n = range.begin(); n != range.end(); ++n) {
+      const std::size_t k = n / repetitions, r = n % repetitions;
+      const std::vector<double>& measured = ramps[k].g;
+      std::vector<double>& g = out[k][r];
+      if (measured.empty()) continue;
+      core::RandomStream stream = rng.derive("ramp", {static_cast<std::uint64_t>(k), static_cast<std::uint64_t>(r)});
+      CellState state = device.initial_state(measured.front(), stream);
+      g.reserve(measured.size());
+      g.push_back(device.conductance(state));
+      for (std::size_t i = 1; i < measured.size(); ++i) {
+        device.apply_pulse(state, pulse, stream);
+        g.push_back(device.conductance(state));
+      }
+    }
+  });
+  return out;
+}
+
+// ---- the card model --------------------------------------------------------------------------
+
+namespace {
+
+// Defaults of the card keys (relative to the window; see the top of this file).
+const std::vector<double> kDefaultNodes = {0.0, 0.5, 1.0};
+const std::vector<double> kDefaultUpMean = {0.03, 0.015, 0.003};
+const std::vector<double> kDefaultUpStd = {0.01, 0.005, 0.001};
+const std::vector<double> kDefaultDownMean = {-0.003, -0.015, -0.03};
+const std::vector<double> kDefaultDownStd = {0.001, 0.005, 0.01};
+constexpr double kDefaultD2dSigma = 0.1;
+constexpr double kDefaultReversalDepth = 0.0;  // no reversal transient
+constexpr double kDefaultReversalDecay = 3.0;  // pulses (used once a depth is set)
+
+WriteVerifyOptions write_verify_defaults() {
+  WriteVerifyOptions wv;  // generic amplitudes (ignored but for their sign), band ±1 uS
+  wv.max_pulses = 300;
+  return wv;
+}
+
+std::string yaml_list(const std::vector<double>& values) {
+  std::string text = "[";
+  for (std::size_t i = 0; i < values.size(); ++i) text += (i ? ", " : "") + core::spec::yaml(values[i]);
+  return text + "]";
+}
+
+std::vector<core::ParamSpec> step_params() {
+  std::vector<core::ParamSpec> specs = {
+      core::spec::number_list("g_nodes", yaml_list(kDefaultNodes), "1", 0, 1,
+                              "Conductances at which the step tables are given, as fractions of the window "
+                              "[g_min, g_max]: increasing, first 0, last 1. The tables are interpolated linearly "
+                              "between nodes."),
+      core::spec::number_list("up_mean", yaml_list(kDefaultUpMean), "1", 0, 1,
+                              "Mean conductance step of one SET pulse (any positive write pulse) at each node, in "
+                              "units of the window (g_max - g_min); scaled by the device's factor d_up."),
+      core::spec::number_list("up_std", yaml_list(kDefaultUpStd), "1", 0, 1,
+                              "Cycle-to-cycle standard deviation of a SET step at each node (window units): "
+                              "dG = d_up m_up(G) + s_up(G) N(0,1), then clamped to [g_min, g_max]."),
+      core::spec::number_list("down_mean", yaml_list(kDefaultDownMean), "1", -1, 0,
+                              "Mean conductance step (<= 0) of one RESET pulse (any negative write pulse) at each "
+                              "node, in window units; scaled by the device's factor d_down."),
+      core::spec::number_list("down_std", yaml_list(kDefaultDownStd), "1", 0, 1,
+                              "Cycle-to-cycle standard deviation of a RESET step at each node (window units)."),
+      core::spec::number("d2d_sigma_up", core::spec::yaml(kDefaultD2dSigma), "1", 0, 5,
+                         "Device-to-device variation of the SET steps: log-std of the lognormal factor d_up "
+                         "(median 1) on the mean step, drawn once per device."),
+      core::spec::number("d2d_sigma_down", core::spec::yaml(kDefaultD2dSigma), "1", 0, 5,
+                         "Device-to-device variation of the RESET steps: log-std of the lognormal factor d_down "
+                         "(median 1) on the mean step, drawn once per device."),
+      core::spec::number("up_reversal_depth", core::spec::yaml(kDefaultReversalDepth), "1", -1, 1,
+                         "Reversal transient of SET: the n-th SET pulse (n = 0, 1, ...) after a RESET pulse (or of a "
+                         "fresh device) has its mean step scaled by 1 - depth exp(-n / up_reversal_decay); 0 = off."),
+      core::spec::number("up_reversal_decay", core::spec::yaml(kDefaultReversalDecay), "1", 0, 1e6,
+                         "Decay of the SET reversal transient, in pulses.", true),
+      core::spec::number("down_reversal_depth", core::spec::yaml(kDefaultReversalDepth), "1", -1, 1,
+                         "Reversal transient of RESET: the n-th RESET pulse after a SET pulse (or of a fresh device) "
+                         "has its mean step scaled by 1 - depth exp(-n / down_reversal_decay); 0 = off."),
+      core::spec::number("down_reversal_decay", core::spec::yaml(kDefaultReversalDecay), "1", 0, 1e6,
+                         "Decay of the RESET reversal transient, in pulses.", true),
+  };
+  // Write-verify: only the pulse's sign matters to this model (amplitude and width are not
+  // modelled); a long pulse budget because the steps are small.
+  for (core::ParamSpec& spec : write_verify_params(write_verify_defaults())) specs.push_back(std::move(spec));
+  return specs;
+}
+
+const std::vector<double>& list_param(const core::DeviceOptions& o, const std::string& name) {
+  auto it = o.params.find(name);
+  if (it == o.params.end() || !std::holds_alternative<std::vector<double>>(it->second))
+    throw core::UserError(fmt::format("device model '{}' has no number-list parameter '{}'", o.model, name));
+  return std::get<std::vector<double>>(it->second);
+}
+
+// The rram-step Device: a StepDevice programmed by write-verify.
+class StepModelDevice final : public Device {
+ public:
+  StepModelDevice(StepModelParams params, const WriteVerifyOptions& wv) : device_(std::move(params)), wv_(wv) {}
+
+  ProgrammedArray program(const Eigen::MatrixXd& g_target, core::RandomStream& rng) const override {
+    const Eigen::Index rows = g_target.rows(), cols = g_target.cols();
+    ProgrammedArray out;
+    out.g_target = g_target;
+    out.g_programmed.resize(rows, cols);
+    out.pulses.resize(rows, cols);
+    out.converged.resize(rows, cols);
+    Eigen::MatrixXd d_up(rows, cols), d_down(rows, cols);
+    const double g_start = device_.params().g_min;  // the RESET state
+    tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, rows * cols),
+                      [&](const tbb::blocked_range<Eigen::Index>& range) {
+                        for (Eigen::Index k = range.begin(); k != range.end(); ++k) {
+                          const Eigen::Index i = k / cols, j = k % cols;
+                          core::RandomStream cell = rng.derive("cell", {static_cast<std::uint64_t>(k)});
+                          const CellState start = device_.initial_state(g_start, cell);
+                          const WriteVerifyResult r = write_verify(device_, start, g_target(i, j), wv_, cell);
+                          out.g_programmed(i, j) = r.g;
+                          out.pulses(i, j) = r.pulses;
+                          out.converged(i, j) = r.converged ? 1 : 0;
+                          d_up(i, j) = r.state[1];
+                          d_down(i, j) = r.state[2];
+                        }
+                      });
+    out.cell_state["d2d_factor_up"] = std::move(d_up);
+    out.cell_state["d2d_factor_down"] = std::move(d_down);
+    return out;
+  }
+
+  Eigen::MatrixXd read_conductance(const ProgrammedArray& state, double, core::RandomStream&) const override {
+    return state.g_programmed;  // no drift, no read noise
+  }
+
+ private:
+  StepDevice device_;
+  WriteVerifyOptions wv_;
+};
+
+}  // namespace
+
+StepModelParams step_params_from(const core::DeviceOptions& o) {
+  const double g_min = o.g_min, g_max = o.g_max;
+  if (!(g_max > g_min))
+    throw core::UserError(fmt::format("device.g_max: expected > g_min ({:g} S), got {:g} S", g_min, g_max));
+  const std::vector<double>& nodes = list_param(o, "g_nodes");
+  const std::size_t n = nodes.size();
+  if (n < 2) throw core::UserError(fmt::format("device.g_nodes: expected at least 2 nodes, got {}", n));
+  if (nodes.front() != 0.0 || nodes.back() != 1.0)
+    throw core::UserError(fmt::format("device.g_nodes: expected the first node 0 and the last 1, got {:g} and {:g}",
+                                      nodes.front(), nodes.back()));
+  for (std::size_t i = 1; i < n; ++i)
+    if (!(nodes[i] > nodes[i - 1]))
+      throw core::UserError(fmt::format("device.g_nodes: expected strictly increasing values, got {:g} after {:g}",
+                                        nodes[i], nodes[i - 1]));
+  const double range = g_max - g_min;
+  StepModelParams p;
+  p.g_min = g_min;
+  p.g_max = g_max;
+  for (double x : nodes) p.g_nodes.push_back(g_min + x * range);
+  const std::pair<const char*, std::vector<double>*> tables[] = {
+      {"up_mean", &p.up_mean}, {"up_std", &p.up_std}, {"down_mean", &p.down_mean}, {"down_std", &p.down_std}};
+  for (const auto& [name, table] : tables) {
+    const std::vector<double>& values = list_param(o, name);
+    if (values.size() != n)
+      throw core::UserError(fmt::format("device.{}: expected {} values (as many as device.g_nodes), got {}", name, n,
+                                        values.size()));
+    for (double v : values) table->push_back(v * range);
+  }
+  p.d2d_sigma_up = o.param("d2d_sigma_up");
+  p.d2d_sigma_down = o.param("d2d_sigma_down");
+  p.up_reversal_depth = o.param("up_reversal_depth");
+  p.up_reversal_decay = o.param("up_reversal_decay");
+  p.down_reversal_depth = o.param("down_reversal_depth");
+  p.down_reversal_decay = o.param("down_reversal_decay");
+  check_params(p);
+  return p;
+}
+
+DeviceModelInfo rram_step_info() {
+  return {"rram-step",
+          "Pulse-programmable RRAM as a state-dependent step model: every identical SET/RESET pulse moves G by a "
+          "Gaussian step whose mean and spread are tables over G (lognormal device-to-device factor on the mean, "
+          "optional transient over the first pulses after a reversal), clamped to the window; programmed by "
+          "write-verify. Tables fitted from measured pulse ramps.",
+          "this project's fitted step model (devices/step_model.cpp), fitted to measured TaOx pulse ramps from "
+          "Sandia's CrossSim examples (BSD-3); state-dependent step mean and noise extracted from pulse responses as "
+          "in N. Gong et al., \"Signal and noise extraction from analog memory elements for neuromorphic computing\", "
+          "Nat. Commun. 9, 2102 (2018)",
+          step_params(), [](const core::DeviceOptions& options) -> std::unique_ptr<Device> {
+            return std::make_unique<StepModelDevice>(step_params_from(options), write_verify_options(options));
+          }};
+}
+
+}  // namespace xbar::devices

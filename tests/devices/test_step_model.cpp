@@ -1,0 +1,574 @@
+// The fitted step model `rram-step`: the fit recovers known parameters from synthetic ramps and
+// uses only the ramps it is given (TaOx fitting split vs held-out ramps), the PulseDevice's step
+// statistics, bounds, device-to-device factors and reversal transient, the card, write-verify
+// programming through the registry, thread-count independence, and ramp replay.
+#include <gtest/gtest.h>
+#include <tbb/global_control.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <tuple>
+#include <string>
+#include <vector>
+
+#include "core/card.hpp"
+#include "core/error.hpp"
+#include "core/random.hpp"
+#include "devices/registry.hpp"
+#include "devices/step_model.hpp"
+
+using namespace xbar;
+using devices::CellState;
+using devices::Pulse;
+using devices::Ramp;
+using devices::RampData;
+using devices::StepDevice;
+using devices::StepModelParams;
+
+namespace {
+
+constexpr double kUs = 1e-6;  // S per uS
+const Pulse kSet{1.0, 0.0};
+const Pulse kReset{-1.0, 0.0};
+
+// ---- synthetic data ----------------------------------------------------------------------------
+
+// Known parameters (S): linear soft-bound tables over a 10-60 uS window (SET steps shrinking towards
+// g_max, RESET steps growing in magnitude towards it), 10 % device-to-device variation, a SET
+// reversal transient and none for RESET. Ramps of 150 pulses from near one end cross most of the
+// window without reaching the other bound, so no step is clamped.
+StepModelParams known_params() {
+  StepModelParams p;
+  p.g_min = 10 * kUs;
+  p.g_max = 60 * kUs;
+  p.g_nodes = {10 * kUs, 60 * kUs};
+  p.up_mean = {0.40 * kUs, 0.05 * kUs};
+  p.up_std = {0.10 * kUs, 0.05 * kUs};
+  p.down_mean = {-0.05 * kUs, -0.40 * kUs};
+  p.down_std = {0.05 * kUs, 0.10 * kUs};
+  p.d2d_sigma_up = 0.1;
+  p.d2d_sigma_down = 0.1;
+  p.up_reversal_depth = 0.5;
+  p.up_reversal_decay = 3.0;
+  p.down_reversal_depth = 0.0;
+  return p;
+}
+
+// `count` ramps of `pulses` pulses per direction, each a fresh device: SET ramps start uniformly
+// in [11, 13] uS, RESET ramps in [57, 59] uS.
+RampData synthetic_ramps(const StepDevice& device, int count, int pulses, std::uint64_t seed) {
+  RampData data;
+  for (int up = 0; up < 2; ++up)
+    for (int k = 0; k < count; ++k) {
+      core::RandomStream rng(seed, "synthetic_ramp", {static_cast<std::uint64_t>(up), static_cast<std::uint64_t>(k)});
+      const double start = up ? rng.uniform(11 * kUs, 13 * kUs) : rng.uniform(57 * kUs, 59 * kUs);
+      CellState state = device.initial_state(start, rng);
+      Ramp ramp{k + 1, {device.conductance(state)}};
+      for (int i = 0; i < pulses; ++i) {
+        device.apply_pulse(state, up ? kSet : kReset, rng);
+        ramp.g.push_back(device.conductance(state));
+      }
+      (up ? data.set : data.reset).push_back(std::move(ramp));
+    }
+  return data;
+}
+
+// ---- the measured TaOx ramps --------------------------------------------------------------------
+
+const std::filesystem::path kTaox = std::filesystem::path(XBAR_SOURCE_DIR) / "tests/data/measured/rram_taox_pulse_ramps";
+constexpr double kReadVoltage = 0.1;  // V: the ramps hold read currents at 0.1 V
+constexpr int kSetFittingRamps = 27;    // set.csv ramps 1-27 are the fitting split
+constexpr int kResetFittingRamps = 28;  // reset.csv ramps 1-28
+
+// Column k of the CSV (header rmp1, rmp2, ...) as ramp k+1, in siemens; empty cells, NaN and zeros
+// end a ramp.
+std::vector<Ramp> load_ramps(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  if (!in) throw std::runtime_error("cannot open " + file.string());
+  std::string line;
+  std::getline(in, line);
+  std::vector<Ramp> ramps;
+  std::vector<bool> ended;
+  {
+    std::stringstream header(line);
+    std::string name;
+    while (std::getline(header, name, ',')) {
+      ramps.push_back({static_cast<int>(ramps.size()) + 1, {}});
+      ended.push_back(false);
+    }
+  }
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    std::stringstream row(line);
+    std::string cell;
+    for (std::size_t k = 0; std::getline(row, cell, ','); ++k) {
+      if (k >= ramps.size() || ended[k]) continue;
+      double current = 0;
+      try {
+        current = cell.empty() ? 0.0 : std::stod(cell);
+      } catch (const std::exception&) {
+        current = 0;
+      }
+      if (!std::isfinite(current) || current == 0) {
+        ended[k] = true;
+        continue;
+      }
+      ramps[k].g.push_back(current / kReadVoltage);
+    }
+  }
+  return ramps;
+}
+
+struct TaoxRamps {
+  std::vector<Ramp> set, reset;  // every ramp, ids 1..39 and 1..40
+};
+
+TaoxRamps load_taox() { return {load_ramps(kTaox / "set.csv"), load_ramps(kTaox / "reset.csv")}; }
+
+// The fitting split: SET ramps 1-27 and RESET ramps 1-28, selected by id. Nothing else is read.
+RampData fitting_split(const TaoxRamps& all) {
+  RampData data;
+  for (const Ramp& r : all.set)
+    if (r.id <= kSetFittingRamps) data.set.push_back(r);
+  for (const Ramp& r : all.reset)
+    if (r.id <= kResetFittingRamps) data.reset.push_back(r);
+  return data;
+}
+
+RampData every_ramp(const TaoxRamps& all) { return {all.set, all.reset, "S"}; }
+
+void expect_same_params(const StepModelParams& a, const StepModelParams& b) {
+  EXPECT_DOUBLE_EQ(a.g_min, b.g_min);
+  EXPECT_DOUBLE_EQ(a.g_max, b.g_max);
+  const std::pair<const std::vector<double>*, const std::vector<double>*> tables[] = {
+      {&a.g_nodes, &b.g_nodes}, {&a.up_mean, &b.up_mean}, {&a.up_std, &b.up_std},
+      {&a.down_mean, &b.down_mean}, {&a.down_std, &b.down_std}};
+  for (const auto& [x, y] : tables) {
+    ASSERT_EQ(x->size(), y->size());
+    for (std::size_t i = 0; i < x->size(); ++i) EXPECT_DOUBLE_EQ((*x)[i], (*y)[i]) << "entry " << i;
+  }
+  EXPECT_DOUBLE_EQ(a.d2d_sigma_up, b.d2d_sigma_up);
+  EXPECT_DOUBLE_EQ(a.d2d_sigma_down, b.d2d_sigma_down);
+  EXPECT_DOUBLE_EQ(a.up_reversal_depth, b.up_reversal_depth);
+  EXPECT_DOUBLE_EQ(a.up_reversal_decay, b.up_reversal_decay);
+  EXPECT_DOUBLE_EQ(a.down_reversal_depth, b.down_reversal_depth);
+  EXPECT_DOUBLE_EQ(a.down_reversal_decay, b.down_reversal_decay);
+}
+
+// Largest relative difference between two fits' tables and d2d sigmas.
+double largest_relative_difference(const StepModelParams& a, const StepModelParams& b) {
+  double d = 0;
+  const std::pair<const std::vector<double>*, const std::vector<double>*> tables[] = {
+      {&a.up_mean, &b.up_mean}, {&a.up_std, &b.up_std}, {&a.down_mean, &b.down_mean}, {&a.down_std, &b.down_std}};
+  for (const auto& [x, y] : tables)
+    for (std::size_t i = 0; i < std::min(x->size(), y->size()); ++i)
+      d = std::max(d, std::abs((*x)[i] - (*y)[i]) / std::max(std::abs((*x)[i]), std::abs((*y)[i])));
+  d = std::max(d, std::abs(a.d2d_sigma_up - b.d2d_sigma_up) / std::max(a.d2d_sigma_up, b.d2d_sigma_up));
+  return d;
+}
+
+// ---- cards ---------------------------------------------------------------------------------------
+
+core::Card step_card(const std::vector<std::string>& overrides = {}, int rows = 4, int cols = 4) {
+  const auto& registry = devices::builtin_devices();
+  const std::string text = "seed: 1\ntile: {rows: " + std::to_string(rows) + ", cols: " + std::to_string(cols) + R"(, wires: {r_wl_segment: 1, r_bl_segment: 1, r_source: 0, r_sense: 0}}
+device: {model: rram-step, g_min: 1.0e-6, g_max: 40.0e-6}
+dac: {bits: 0, v_read: 0.2}
+adc: {bits: 0}
+mapping: {scheme: differential}
+solver: {method: direct}
+workload: {read_times: [0]}
+)";
+  return core::load_card_text(text, "step.yaml", overrides, registry.param_lookup(), registry.names());
+}
+
+Eigen::MatrixXd spread_targets(int rows, int cols, double g_min, double g_max) {
+  Eigen::MatrixXd target(rows, cols);
+  for (int k = 0; k < rows * cols; ++k) target(k / cols, k % cols) = g_min + (g_max - g_min) * k / (rows * cols - 1.0);
+  return target;
+}
+
+// A device whose tables are constant (mean m, spread s over the window) with the given
+// device-to-device sigma and no reversal transient.
+StepModelParams flat_params(double m_up, double s_up, double m_down, double s_down, double d2d = 0) {
+  StepModelParams p;
+  p.g_min = 10 * kUs;
+  p.g_max = 60 * kUs;
+  p.g_nodes = {10 * kUs, 35 * kUs, 60 * kUs};
+  p.up_mean = {m_up, m_up, m_up};
+  p.up_std = {s_up, s_up, s_up};
+  p.down_mean = {m_down, m_down, m_down};
+  p.down_std = {s_down, s_down, s_down};
+  p.d2d_sigma_up = d2d;
+  p.d2d_sigma_down = d2d;
+  return p;
+}
+
+}  // namespace
+
+// ---- the fit -------------------------------------------------------------------------------------
+
+TEST(StepModelFit, RecoversKnownParametersFromSyntheticRamps) {
+  const StepModelParams truth = known_params();
+  const StepDevice device(truth);
+  constexpr int kRamps = 40, kPulses = 150, kBins = 4;
+  const RampData data = synthetic_ramps(device, kRamps, kPulses, 2024);
+  const StepModelParams fit = devices::fit_step_model(data, kBins);
+  const StepDevice fitted(fit);
+
+  // Nodes: the observed range cut into kBins bins, widened by 5 % of it at both ends.
+  ASSERT_EQ(fit.g_nodes.size(), static_cast<std::size_t>(kBins + 2));
+  double lo = 1, hi = 0;
+  for (const auto* ramps : {&data.set, &data.reset})
+    for (const Ramp& r : *ramps)
+      for (double g : r.g) lo = std::min(lo, g), hi = std::max(hi, g);
+  EXPECT_NEAR(fit.g_min, lo - 0.05 * (hi - lo), 1e-12);
+  EXPECT_NEAR(fit.g_max, hi + 0.05 * (hi - lo), 1e-12);
+
+  // Tables at the bin centres, with tolerances of 5 standard errors. A bin's mean step comes from
+  // a straight line through its n steps (states g_i) evaluated at the centre c: its variance is
+  // s² (1/n + (c - mean g)² / Σ(g_i - mean g)²) from cycle-to-cycle noise, plus m² sigma_d2d² / R
+  // from the factors of the R ramps in the bin (their geometric mean sets the scale). The spread
+  // comes from a straight line through the squared residuals, with a standard error of
+  // s / sqrt(2) sqrt(1/n + (c - mean g)² / Σ(g_i - mean g)²).
+  const double width = (hi - lo) / kBins;
+  for (int b = 0; b < kBins; ++b) {
+    const double centre = fit.g_nodes[b + 1];
+    for (int up = 0; up < 2; ++up) {
+      const auto& ramps = up ? data.set : data.reset;
+      std::vector<double> states;
+      int ramps_in_bin = 0;
+      for (const Ramp& r : ramps) {
+        const std::size_t before = states.size();
+        for (std::size_t i = 0; i + 1 < r.g.size(); ++i)
+          if (std::min(kBins - 1, static_cast<int>((r.g[i] - lo) / width)) == b) states.push_back(r.g[i]);
+        ramps_in_bin += states.size() > before ? 1 : 0;
+      }
+      const double n = static_cast<double>(states.size());
+      ASSERT_GE(n, 10);
+      double mean_g = 0, sxx = 0;
+      for (double g : states) mean_g += g / n;
+      for (double g : states) sxx += (g - mean_g) * (g - mean_g);
+      const double m = device.mean_step(centre, up), s = device.step_spread(centre, up);
+      const double sigma = up ? truth.d2d_sigma_up : truth.d2d_sigma_down;
+      const double leverage = 1 / n + (centre - mean_g) * (centre - mean_g) / sxx;
+      const double se_mean = std::sqrt(s * s * leverage + m * m * sigma * sigma / ramps_in_bin);
+      const double se_spread = s * std::sqrt(leverage / 2);
+      EXPECT_NEAR(fitted.mean_step(centre, up), m, 5 * se_mean) << (up ? "SET" : "RESET") << " bin " << b;
+      EXPECT_NEAR(fitted.step_spread(centre, up), s, 5 * se_spread) << (up ? "SET" : "RESET") << " bin " << b;
+    }
+  }
+  // Device-to-device sigma: the log-variance of R factors has a standard error of about
+  // var sqrt(2/(R-1)), so sigma's is sigma / sqrt(2 (R-1)) (plus the factors' sampling noise).
+  const double se_sigma = 0.1 / std::sqrt(2.0 * (kRamps - 1));
+  EXPECT_NEAR(fit.d2d_sigma_up, truth.d2d_sigma_up, 5 * se_sigma);
+  EXPECT_NEAR(fit.d2d_sigma_down, truth.d2d_sigma_down, 5 * se_sigma);
+  // Reversal transient: the first SET pulses, r(n) = 1 - 0.5 exp(-n/3). The factor of each of the
+  // first pulses is a ratio of R ramp means with a relative standard error of about
+  // sqrt(s²/m² + sigma²)/sqrt(R) (about 0.04 here).
+  const double se_r = std::sqrt(0.25 * 0.25 + 0.1 * 0.1) / std::sqrt(static_cast<double>(kRamps));
+  for (int n : {0, 1, 2, 4, 8, 20}) {
+    EXPECT_NEAR(fitted.reversal_factor(n, true), device.reversal_factor(n, true), 5 * se_r) << "SET pulse " << n;
+    EXPECT_NEAR(fitted.reversal_factor(n, false), 1.0, 5 * se_r) << "RESET pulse " << n;
+  }
+}
+
+TEST(StepModelFit, RefusesTooFewStepsPerBinAndSuggestsFewerBins) {
+  const StepDevice device(known_params());
+  const RampData data = synthetic_ramps(device, 3, 20, 7);
+  try {
+    devices::fit_step_model(data, 40);
+    FAIL() << "expected a UserError";
+  } catch (const core::UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("fewer bins"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(devices::fit_step_model(data, 0), core::UserError);
+  EXPECT_THROW(devices::fit_step_model(RampData{data.set, {}, "S"}, 2), core::UserError);
+}
+
+TEST(StepModelFit, TaoxFitChangesWhenHeldOutRampsAreAdded) {
+  const TaoxRamps all = load_taox();
+  ASSERT_EQ(all.set.size(), 39u);
+  ASSERT_EQ(all.reset.size(), 40u);
+  const RampData fitting = fitting_split(all);
+  ASSERT_EQ(fitting.set.size(), static_cast<std::size_t>(kSetFittingRamps));
+  ASSERT_EQ(fitting.reset.size(), static_cast<std::size_t>(kResetFittingRamps));
+  const StepModelParams on_fitting = devices::fit_step_model(fitting, 10);
+  const StepModelParams on_all = devices::fit_step_model(every_ramp(all), 10);
+  // The data matter: twelve more ramps per direction move the fit by well over rounding.
+  EXPECT_GT(largest_relative_difference(on_fitting, on_all), 1e-3);
+  EXPECT_NE(on_fitting.g_max, on_all.g_max);  // held-out ramps reach beyond the fitting range
+  // Sanity of the fit itself: conductances of 1.6-2.5 mS, SET steps up, RESET steps down, a few
+  // uS per pulse.
+  EXPECT_GT(on_fitting.g_min, 1.4e-3);
+  EXPECT_LT(on_fitting.g_max, 2.6e-3);
+  for (std::size_t i = 0; i < on_fitting.g_nodes.size(); ++i) {
+    EXPECT_GT(on_fitting.up_mean[i], 0.5 * kUs);
+    EXPECT_LT(on_fitting.up_mean[i], 20 * kUs);
+    EXPECT_LT(on_fitting.down_mean[i], -0.5 * kUs);
+    EXPECT_GT(on_fitting.down_mean[i], -20 * kUs);
+  }
+}
+
+TEST(StepModelFit, TaoxFittingSplitGivesTheSameFitWhateverTheHeldOutValues) {
+  const TaoxRamps all = load_taox();
+  // The same measurement with every held-out ramp replaced by something else entirely.
+  TaoxRamps altered = all;
+  for (Ramp& r : altered.set)
+    if (r.id > kSetFittingRamps)
+      for (double& g : r.g) g = 3.0 * g + 1e-4;
+  for (Ramp& r : altered.reset)
+    if (r.id > kResetFittingRamps) r.g.resize(r.g.size() / 2);
+  const StepModelParams a = devices::fit_step_model(fitting_split(all), 10);
+  const StepModelParams b = devices::fit_step_model(fitting_split(altered), 10);
+  expect_same_params(a, b);
+}
+
+// ---- the PulseDevice -----------------------------------------------------------------------------
+
+TEST(StepDevice, SingleStepMeanAndSpreadMatchTheTables) {
+  StepModelParams p = known_params();
+  p.d2d_sigma_up = p.d2d_sigma_down = 0;
+  p.up_reversal_depth = 0;
+  const StepDevice device(p);
+  constexpr int kN = 20000;
+  for (double g0 : {15 * kUs, 35 * kUs, 52 * kUs})
+    for (bool up : {true, false}) {
+      core::RandomStream rng(11, "single_steps", {static_cast<std::uint64_t>(g0 / kUs), up ? 1u : 0u});
+      double sum = 0, sum2 = 0;
+      for (int i = 0; i < kN; ++i) {
+        CellState s = device.initial_state(g0, rng);
+        device.apply_pulse(s, up ? kSet : kReset, rng);
+        const double dg = device.conductance(s) - g0;
+        sum += dg;
+        sum2 += dg * dg;
+      }
+      const double mean = sum / kN, sd = std::sqrt(sum2 / kN - mean * mean);
+      const double m = device.mean_step(g0, up), s = device.step_spread(g0, up);
+      EXPECT_NEAR(mean, m, 5 * s / std::sqrt(kN)) << g0 << (up ? " SET" : " RESET");
+      EXPECT_NEAR(sd, s, 5 * s / std::sqrt(2.0 * kN)) << g0 << (up ? " SET" : " RESET");
+    }
+  // The tables interpolate linearly between nodes and are constant beyond them.
+  EXPECT_NEAR(device.mean_step(35 * kUs, true), 0.225 * kUs, 1e-15);
+  EXPECT_NEAR(device.mean_step(5 * kUs, true), 0.40 * kUs, 1e-15);
+  EXPECT_NEAR(device.step_spread(70 * kUs, false), 0.10 * kUs, 1e-15);
+}
+
+TEST(StepDevice, FirstStepsOfFreshDevicesAverageTheLognormalFactorAndTransient) {
+  StepModelParams p = flat_params(0.5 * kUs, 0.1 * kUs, -0.5 * kUs, 0.1 * kUs, 0.2);
+  p.up_reversal_depth = 0.6;
+  p.up_reversal_decay = 2.0;
+  const StepDevice device(p);
+  constexpr int kN = 20000;
+  core::RandomStream rng(5, "first_steps");
+  double sum = 0, sum2 = 0;
+  for (int i = 0; i < kN; ++i) {
+    CellState s = device.initial_state(30 * kUs, rng);
+    device.apply_pulse(s, kSet, rng);
+    const double dg = device.conductance(s) - 30 * kUs;
+    sum += dg;
+    sum2 += dg * dg;
+  }
+  // dG = d (1 - 0.6) m + s N: mean exp(sigma²/2) 0.4 m, variance (0.4 m)² var(d) + s².
+  const double mean = sum / kN, var = sum2 / kN - mean * mean;
+  const double m = 0.4 * 0.5 * kUs, var_d = std::exp(0.04) * (std::exp(0.04) - 1);
+  const double expected_var = m * m * var_d + 0.01 * kUs * kUs;
+  EXPECT_NEAR(mean, std::exp(0.02) * m, 5 * std::sqrt(expected_var / kN));
+  EXPECT_NEAR(var, expected_var, 5 * expected_var * std::sqrt(2.0 / kN));
+}
+
+TEST(StepDevice, ReversalTransientRestartsWhenTheDirectionChanges) {
+  StepModelParams p = flat_params(1.0 * kUs, 0.0, -1.0 * kUs, 0.0);
+  p.up_reversal_depth = 0.8;
+  p.up_reversal_decay = 2.0;
+  p.down_reversal_depth = 0.5;
+  p.down_reversal_decay = 1.0;
+  const StepDevice device(p);
+  core::RandomStream rng(1, "transient");
+  CellState s = device.initial_state(30 * kUs, rng);
+  auto step = [&](const Pulse& pulse) {
+    const double before = device.conductance(s);
+    device.apply_pulse(s, pulse, rng);
+    return device.conductance(s) - before;
+  };
+  EXPECT_NEAR(step(kSet), 0.2 * kUs, 1e-15);                                  // n = 0
+  EXPECT_NEAR(step(kSet), (1 - 0.8 * std::exp(-0.5)) * kUs, 1e-15);           // n = 1
+  EXPECT_NEAR(step(kSet), (1 - 0.8 * std::exp(-1.0)) * kUs, 1e-15);           // n = 2
+  EXPECT_NEAR(step(kReset), -0.5 * kUs, 1e-15);                               // reversal: n = 0
+  EXPECT_NEAR(step(kReset), -(1 - 0.5 * std::exp(-1.0)) * kUs, 1e-15);
+  EXPECT_NEAR(step(kSet), 0.2 * kUs, 1e-15);                                  // and back
+  EXPECT_NEAR(step(Pulse{0.0, 1e-9}), 0.0, 0.0);                              // no pulse, no change
+  EXPECT_NEAR(step(kSet), (1 - 0.8 * std::exp(-0.5)) * kUs, 1e-15);           // the count went on
+}
+
+TEST(StepDevice, ConductanceStaysWithinTheBounds) {
+  const StepDevice device(flat_params(2.0 * kUs, 1.0 * kUs, -2.0 * kUs, 1.0 * kUs, 0.3));
+  core::RandomStream rng(3, "bounds");
+  // Starts outside the window are clamped.
+  EXPECT_DOUBLE_EQ(device.conductance(device.initial_state(1 * kUs, rng)), 10 * kUs);
+  EXPECT_DOUBLE_EQ(device.conductance(device.initial_state(90 * kUs, rng)), 60 * kUs);
+  for (bool up : {true, false}) {
+    CellState s = device.initial_state(up ? 55 * kUs : 15 * kUs, rng);
+    int at_bound = 0;
+    for (int i = 0; i < 200; ++i) {
+      device.apply_pulse(s, up ? kSet : kReset, rng);
+      const double g = device.conductance(s);
+      ASSERT_GE(g, 10 * kUs);
+      ASSERT_LE(g, 60 * kUs);
+      if (g == (up ? 60 * kUs : 10 * kUs)) ++at_bound;
+    }
+    EXPECT_GT(at_bound, 100) << (up ? "SET" : "RESET") << " pulses should pile the state up at the bound";
+  }
+}
+
+TEST(StepDevice, DeviceFactorsAreLognormalWithMedianOne) {
+  StepModelParams p = flat_params(1.0 * kUs, 0.1 * kUs, -1.0 * kUs, 0.1 * kUs);
+  p.d2d_sigma_up = 0.15;
+  p.d2d_sigma_down = 0.3;
+  const StepDevice device(p);
+  constexpr int kN = 40000;
+  core::RandomStream rng(9, "factors");
+  double su = 0, su2 = 0, sd = 0, sd2 = 0, cross = 0;
+  int below_one = 0;
+  for (int i = 0; i < kN; ++i) {
+    const CellState s = device.initial_state(30 * kUs, rng);
+    const double lu = std::log(s[1]), ld = std::log(s[2]);
+    su += lu, su2 += lu * lu, sd += ld, sd2 += ld * ld, cross += lu * ld;
+    below_one += s[1] < 1 ? 1 : 0;
+  }
+  for (const auto& [sum, sum2, sigma] : {std::tuple{su, su2, 0.15}, std::tuple{sd, sd2, 0.3}}) {
+    const double mean = sum / kN, var = sum2 / kN - mean * mean;
+    EXPECT_NEAR(mean, 0.0, 5 * sigma / std::sqrt(kN));
+    EXPECT_NEAR(var, sigma * sigma, 5 * sigma * sigma * std::sqrt(2.0 / kN));
+  }
+  // Median 1, and the two factors independent.
+  EXPECT_NEAR(below_one / double(kN), 0.5, 5 * 0.5 / std::sqrt(kN));
+  EXPECT_NEAR(cross / kN / (0.15 * 0.3), 0.0, 5 / std::sqrt(kN));
+}
+
+// ---- the card and programming --------------------------------------------------------------------
+
+TEST(StepModelCard, ParametersAreDeclaredOnceAndConvertToSiemens) {
+  const auto* info = devices::builtin_devices().find("rram-step");
+  ASSERT_NE(info, nullptr);
+  EXPECT_NE(info->reference.find("CrossSim"), std::string::npos);
+  std::vector<std::string> keys;
+  for (const auto& spec : info->params) keys.push_back(spec.key);
+  for (const char* key : {"g_nodes", "up_mean", "up_std", "down_mean", "down_std", "d2d_sigma_up", "d2d_sigma_down",
+                          "up_reversal_depth", "up_reversal_decay", "down_reversal_depth", "down_reversal_decay",
+                          "write_verify.max_pulses", "write_verify.tolerance"})
+    EXPECT_NE(std::find(keys.begin(), keys.end(), key), keys.end()) << key;
+
+  const core::Card card = step_card({"device.g_nodes=[0, 0.25, 1]", "device.up_mean=[0.02, 0.01, 0.005]",
+                                     "device.up_std=[0.004, 0.003, 0.002]", "device.down_mean=[-0.001, -0.01, -0.03]",
+                                     "device.down_std=[0.001, 0.002, 0.003]", "device.d2d_sigma_up=0.05"});
+  const StepModelParams p = devices::step_params_from(card.device);
+  const double range = 39e-6;
+  EXPECT_DOUBLE_EQ(p.g_min, 1e-6);
+  EXPECT_DOUBLE_EQ(p.g_max, 40e-6);
+  ASSERT_EQ(p.g_nodes.size(), 3u);
+  EXPECT_NEAR(p.g_nodes[1], 1e-6 + 0.25 * range, 1e-18);
+  EXPECT_NEAR(p.up_mean[0], 0.02 * range, 1e-18);
+  EXPECT_NEAR(p.up_std[2], 0.002 * range, 1e-18);
+  EXPECT_NEAR(p.down_mean[2], -0.03 * range, 1e-18);
+  EXPECT_NEAR(p.down_std[1], 0.002 * range, 1e-18);
+  EXPECT_DOUBLE_EQ(p.d2d_sigma_up, 0.05);
+  EXPECT_DOUBLE_EQ(p.d2d_sigma_down, 0.1);
+  EXPECT_DOUBLE_EQ(p.up_reversal_depth, 0.0);
+
+  // The defaults: soft bounds (SET steps shrink towards g_max, RESET steps grow in magnitude).
+  const StepDevice defaults(devices::step_params_from(step_card().device));
+  EXPECT_GT(defaults.mean_step(2e-6, true), defaults.mean_step(39e-6, true));
+  EXPECT_LT(std::abs(defaults.mean_step(2e-6, false)), std::abs(defaults.mean_step(39e-6, false)));
+
+  // Lists of different lengths, or nodes that do not run from 0 to 1, are user errors.
+  EXPECT_THROW(devices::step_params_from(step_card({"device.up_std=[0.01, 0.01]"}).device), core::UserError);
+  EXPECT_THROW(devices::step_params_from(step_card({"device.g_nodes=[0.1, 0.5, 1]"}).device), core::UserError);
+  EXPECT_THROW(devices::step_params_from(step_card({"device.g_nodes=[0, 0.7, 0.5, 1]", "device.up_mean=[0, 0, 0, 0]",
+                                                    "device.up_std=[0, 0, 0, 0]", "device.down_mean=[0, 0, 0, 0]",
+                                                    "device.down_std=[0, 0, 0, 0]"})
+                                               .device),
+               core::UserError);
+}
+
+TEST(StepModelProgramming, WriteVerifyConvergesWithTheDefaultCard) {
+  const core::Card card = step_card({}, 40, 40);
+  const auto device = devices::builtin_devices().create(card.device);
+  const Eigen::MatrixXd target = spread_targets(40, 40, 1e-6, 40e-6);
+  core::RandomStream rng(card.seed, "programming");
+  const devices::ProgrammedArray out = device->program(target, rng);
+  const double tolerance = devices::write_verify_options(card.device).tolerance;
+  int converged = 0;
+  for (Eigen::Index i = 0; i < target.rows(); ++i)
+    for (Eigen::Index j = 0; j < target.cols(); ++j) {
+      ASSERT_GE(out.g_programmed(i, j), 1e-6);
+      ASSERT_LE(out.g_programmed(i, j), 40e-6);
+      if (out.converged(i, j)) {
+        ++converged;
+        EXPECT_NEAR(out.g_programmed(i, j), target(i, j), tolerance * (1 + 1e-12));
+      }
+    }
+  EXPECT_GE(converged, 0.99 * 1600);
+  // Reads return the programmed conductances: no drift, no read noise.
+  core::RandomStream read_rng(card.seed, "read");
+  EXPECT_EQ(device->read_conductance(out, 1e5, read_rng), out.g_programmed);
+  EXPECT_EQ(out.cell_state.count("d2d_factor_up"), 1u);
+}
+
+TEST(StepModelProgramming, SameSeedSameResultWithOneAndTwoThreads) {
+  const core::Card card = step_card({}, 24, 24);
+  const auto device = devices::builtin_devices().create(card.device);
+  const Eigen::MatrixXd target = spread_targets(24, 24, 1e-6, 40e-6);
+  auto run = [&](int threads) {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+    core::RandomStream rng(card.seed, "programming");
+    return device->program(target, rng);
+  };
+  const devices::ProgrammedArray one = run(1), two = run(2);
+  EXPECT_EQ(one.g_programmed, two.g_programmed);
+  EXPECT_EQ(one.pulses, two.pulses);
+  EXPECT_EQ(one.cell_state.at("d2d_factor_down"), two.cell_state.at("d2d_factor_down"));
+}
+
+// ---- replay --------------------------------------------------------------------------------------
+
+TEST(StepReplay, ReplaysHaveTheMeasuredLengthsAndStartsAndAreReproducible) {
+  const StepDevice device(known_params());
+  const std::vector<Ramp> ramps = {{1, {12 * kUs, 12.4 * kUs, 12.8 * kUs, 13.1 * kUs}},
+                                   {2, {20 * kUs}},
+                                   {3, {}},
+                                   {4, std::vector<double>(151, 15 * kUs)}};
+  const core::RandomStream rng(42, "replay");
+  const auto a = devices::replay_ramps(device, ramps, true, 5, rng);
+  ASSERT_EQ(a.size(), ramps.size());
+  for (std::size_t k = 0; k < ramps.size(); ++k) {
+    ASSERT_EQ(a[k].size(), 5u);
+    for (const auto& rep : a[k]) {
+      ASSERT_EQ(rep.size(), ramps[k].g.size()) << "ramp " << k;
+      if (!rep.empty()) {
+        EXPECT_DOUBLE_EQ(rep.front(), ramps[k].g.front());
+      }
+    }
+  }
+  // SET replays go up; repetitions are different devices.
+  EXPECT_GT(a[3][0].back(), a[3][0].front() + 20 * kUs);
+  EXPECT_NE(a[3][0], a[3][1]);
+  // Same stream, same replays, whatever the thread count; another stream, other replays.
+  const auto b = [&] {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
+    return devices::replay_ramps(device, ramps, true, 5, rng);
+  }();
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, devices::replay_ramps(device, ramps, true, 5, core::RandomStream(43, "replay")));
+  // Each (ramp, repetition) draws from rng.derive("ramp", {k, rep}) only.
+  core::RandomStream stream = rng.derive("ramp", {3, 2});
+  CellState s = device.initial_state(ramps[3].g[0], stream);
+  for (std::size_t i = 1; i < ramps[3].g.size(); ++i) device.apply_pulse(s, kSet, stream);
+  EXPECT_DOUBLE_EQ(a[3][2].back(), device.conductance(s));
+  // RESET replays go down.
+  const auto down = devices::replay_ramps(device, {{1, std::vector<double>(101, 55 * kUs)}}, false, 3, rng);
+  EXPECT_LT(down[0][0].back(), 55 * kUs - 10 * kUs);
+}
