@@ -11,7 +11,10 @@
 #include "core/threading.hpp"
 #include "core/version.hpp"
 #include "devices/registry.hpp"
+#include "tools/bench_solvers.hpp"
+#include "tools/measured.hpp"
 #include "tools/simulate.hpp"
+#include "tools/validate.hpp"
 
 namespace {
 
@@ -72,11 +75,114 @@ int main(int argc, char** argv) {
 
   CLI::App* reference = app.add_subcommand("card-reference", "Print the card reference (Markdown) from the schema");
 
+  CLI::App* bench = app.add_subcommand("bench", "Benchmarks measured side by side in one run");
+  bench->require_subcommand(1);
+  CLI::App* bench_solvers = bench->add_subcommand(
+      "solvers", "Time the ideal product and every solver on one random array, with errors against the direct solver");
+  xbar::tools::BenchOptions bench_options;
+  bool bench_as_json = false;
+  bench_solvers->add_option("--rows", bench_options.rows, "Rows of the array (default 256)")->check(CLI::PositiveNumber);
+  bench_solvers->add_option("--cols", bench_options.cols, "Columns of the array (default 256)")->check(CLI::PositiveNumber);
+  bench_solvers->add_option("--batch", bench_options.batch, "Input vectors per batch (default 64)")
+      ->check(CLI::PositiveNumber);
+  double r_wire = -1;
+  bench_solvers->add_option("--r-wire", r_wire, "Ohm per word- and bit-line segment, and for source and sense (default 1)")
+      ->check(CLI::NonNegativeNumber);
+  bench_solvers->add_option("--repeats", bench_options.repeats, "Timings are the median of this many runs (default 5)")
+      ->check(CLI::PositiveNumber);
+  bench_solvers->add_option("--seed", bench_options.seed, "Seed of the random array and inputs");
+  bench_solvers->add_flag("--json", bench_as_json, "Print a JSON array instead of the table");
+  bench_solvers->add_flag("--ngspice", bench_options.ngspice, "Also run ngspice on the same circuit (64 x 64 or smaller)");
+
+  // `xbar import ramps | pulse-response`: measured data into the HDF5 schema (tools/measured.hpp).
+  CLI::App* import = app.add_subcommand("import", "Import measured device data into an HDF5 file (trace schema)");
+  import->require_subcommand(1);
+  xbar::tools::ImportRampsOptions import_ramps_options;
+  CLI::App* import_ramps = import->add_subcommand(
+      "ramps", "Pulse ramps: CSVs with header rmp1..rmpK and one column of read currents (A) per ramp");
+  import_ramps->add_option("--set", import_ramps_options.set_csv, "SET (up) ramps CSV")->required();
+  import_ramps->add_option("--reset", import_ramps_options.reset_csv, "RESET (down) ramps CSV")->required();
+  import_ramps->add_option("--read-voltage", import_ramps_options.read_voltage, "Read voltage (V) of the currents")
+      ->required();
+  import_ramps->add_option("-o,--output", import_ramps_options.output, "HDF5 file to write")->required();
+  import_ramps->add_option("--heldout-set", import_ramps_options.heldout_set,
+                           "SET ramps held out for validation, e.g. 28-39 (default: none)");
+  import_ramps->add_option("--heldout-reset", import_ramps_options.heldout_reset,
+                           "RESET ramps held out for validation, e.g. 29-40 (default: none)");
+  import_ramps->add_option("--description", import_ramps_options.description, "What the experiment is");
+  import_ramps->add_option("--licence", import_ramps_options.licence_file,
+                           "File with the data's licence text (default: recorded as unknown)");
+  xbar::tools::ImportPulseResponseOptions import_pulse_options;
+  CLI::App* import_pulse = import->add_subcommand(
+      "pulse-response", "Normalised two-column pulse response (up, down), cut into ramps, every third held out");
+  import_pulse->add_option("csv", import_pulse_options.csv, "CSV: state after each up pulse, after each down pulse")
+      ->required();
+  import_pulse->add_option("-o,--output", import_pulse_options.output, "HDF5 file to write")->required();
+  import_pulse->add_option("--g-min", import_pulse_options.g_min, "Conductance (S) of normalised state -1 (default 1e-6)");
+  import_pulse->add_option("--g-max", import_pulse_options.g_max, "Conductance (S) of normalised state +1 (default 1e-4)");
+  import_pulse->add_option("--segment", import_pulse_options.segment, "Pulses per ramp (default 100)");
+  import_pulse->add_option("--description", import_pulse_options.description, "What the experiment is");
+  import_pulse->add_option("--licence", import_pulse_options.licence_file,
+                           "File with the data's licence text (default: recorded as unknown)");
+
+  // `xbar calibrate` and `xbar validate`: fit the rram-step model to measured ramps, score a card
+  // against them (tools/validate.hpp).
+  xbar::tools::CalibrateOptions calibrate_options;
+  CLI::App* calibrate = app.add_subcommand(
+      "calibrate", "Fit the rram-step model to the fitting split of measured ramps and write a complete card");
+  calibrate->add_option("--card", calibrate_options.card, "Base card (YAML) with device.model: rram-step")->required();
+  calibrate->add_option("--measured", calibrate_options.measured, "Measured ramps (HDF5 from xbar import)")->required();
+  calibrate->add_option("--split", calibrate_options.split,
+                        "Ramps to fit: only 'fit' (the held-out ramps are for validate) (default fit)");
+  calibrate->add_option("--bins", calibrate_options.bins, "Conductance bins of the step tables (default 10)");
+  calibrate->add_option("--set", calibrate_options.overrides, "Override a base-card value, key.path=value; repeatable")
+      ->allow_extra_args(false);
+  calibrate->add_option("-o,--output", calibrate_options.output, "Fitted card (YAML) to write")->required();
+  xbar::tools::ValidateOptions validate_options;
+  CLI::App* validate = app.add_subcommand(
+      "validate", "Replay measured ramps with a card's rram-step model and score it (RMSE, KS, band coverage)");
+  validate->add_option("--card", validate_options.card, "Card (YAML) with device.model: rram-step")->required();
+  validate->add_option("--measured", validate_options.measured, "Measured ramps (HDF5 from xbar import)")->required();
+  validate->add_option("--split", validate_options.settings.split, "Ramps to score: heldout, fit or all (default heldout)");
+  validate->add_option("--repetitions", validate_options.settings.repetitions,
+                       "Simulated ramps per measured ramp (default 200)");
+  validate->add_option("--bins", validate_options.settings.ks_bins,
+                       "Conductance bins of the KS statistic over the measured range (default 10)");
+  validate->add_option("--seed", validate_options.seed, "Seed of the replays (overrides the card's seed)")
+      ->check(CLI::NonNegativeNumber);
+  validate->add_option("--set", validate_options.overrides, "Override a card value, key.path=value; repeatable")
+      ->allow_extra_args(false);
+  validate->add_flag("--json", validate_options.json, "Print one JSON object keyed by experiment (set, reset)");
+  validate->add_option("-o,--output", validate_options.output, "Report (HDF5) to write");
+  validate->add_option("--plot", validate_options.plot, "Picture (PNG) of measured ramps and the simulated band");
+
   CLI11_PARSE(app, argc, argv);
   xbar::core::ThreadSetup thread_setup(threads);
   try {
     if (reference->parsed()) {
       std::cout << card_reference();
+      return 0;
+    }
+    if (bench_solvers->parsed()) {
+      if (r_wire >= 0) bench_options.r_wire = bench_options.r_source = bench_options.r_sense = r_wire;
+      const auto report = xbar::tools::bench_solvers(bench_options);
+      std::cout << (bench_as_json ? xbar::tools::bench_json(report) : xbar::tools::bench_table(report));
+      return 0;
+    }
+    if (import_ramps->parsed()) {
+      std::cout << xbar::tools::import_ramps_command(import_ramps_options);
+      return 0;
+    }
+    if (import_pulse->parsed()) {
+      std::cout << xbar::tools::import_pulse_response_command(import_pulse_options);
+      return 0;
+    }
+    if (calibrate->parsed()) {
+      std::cout << xbar::tools::calibrate_command(calibrate_options);
+      return 0;
+    }
+    if (validate->parsed()) {
+      std::cout << xbar::tools::validate_command(validate_options);
       return 0;
     }
     const xbar::core::Card card = xbar::tools::load_card_for_cli(card_file, overrides, seed);

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include "core/trace.hpp"
@@ -275,4 +276,26 @@ TEST_F(Cli, ParallelProgrammingAndNewtonGiveBitIdenticalTracesWhateverTheThreadC
   const std::string one = slurp(dir_ / "one.h5");
   EXPECT_GT(one.size(), 1000u);
   EXPECT_TRUE(one == slurp(dir_ / "two.h5"));
+}
+
+TEST_F(Cli, BenchSolversPrintsEverySolverWithItsErrorAgainstDirect) {
+  const Outcome run = xbar("bench solvers --rows 24 --cols 18 --batch 4 --repeats 1 --json");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  for (const char* solver : {"ideal gemm", "direct", "effective", "iterative (cold)", "iterative (warm, 1 % change)"})
+    EXPECT_THAT(run.out, HasSubstr(std::string("\"solver\": \"") + solver + "\""));
+  for (const char* key : {"\"setup_s\"", "\"batch_s\"", "\"ratio_to_gemm\"", "\"max_rel_err\""})
+    EXPECT_THAT(run.out, HasSubstr(key));
+  // Every exact mode agrees with the direct solver.
+  const std::regex row(R"re("solver": "([^"]+)".*"max_rel_err": ([-+0-9.eE]+))re");
+  int checked = 0;
+  for (std::sregex_iterator it(run.out.begin(), run.out.end(), row), end; it != end; ++it) {
+    const std::string name = (*it)[1];
+    if (name == "ideal gemm") continue;
+    EXPECT_LT(std::stod((*it)[2]), name == "effective" || name == "direct" ? 1e-9 : 1e-6) << name;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 4);
+  const Outcome table = xbar("bench solvers --rows 24 --cols 18 --batch 4 --repeats 1");
+  EXPECT_THAT(table.out, HasSubstr("conductances changed"));
+  EXPECT_EQ(xbar("bench solvers --rows 100 --cols 100 --ngspice").exit_code, 2);  // too large for ngspice
 }
