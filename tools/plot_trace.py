@@ -12,72 +12,33 @@ import argparse
 import os
 import sys
 
-import matplotlib
-matplotlib.use("Agg")  # non-interactive: no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from h5plot import FileError, dataset, num, open_hdf5, save_png, text  # first: selects the Agg backend
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import MaxNLocator
 
-import h5py  # noqa: E402
-
-
-class TraceError(Exception):
-    """A problem with the trace file; reported as one line, exit code 2."""
-
-
-def text(v):
-    """Decode an HDF5 string attribute stored as bytes or str."""
-    if isinstance(v, np.ndarray) and v.size == 1:
-        v = v.item()
-    if isinstance(v, (bytes, np.bytes_)):
-        return v.decode("utf-8", "replace")
-    return str(v)
-
-
-def num(obj, name):
-    """Numeric attribute as float, or NaN if absent (only used in titles)."""
-    try:
-        return float(np.asarray(obj.attrs[name]).item())
-    except (KeyError, TypeError, ValueError):
-        return float("nan")
-
-
-def dataset(h5, path):
-    """Read a whole dataset as a float array, or raise TraceError."""
-    obj = h5.get(path)
-    if not isinstance(obj, h5py.Dataset):
-        raise TraceError(f"missing dataset {path}")
-    try:
-        return np.asarray(obj[()], dtype=float)
-    except (TypeError, ValueError):
-        raise TraceError(f"dataset {path} is not numeric") from None
+import h5py
 
 
 def load(path, k):
     """Collect everything the picture needs from read k of the trace."""
-    if not os.path.isfile(path):
-        raise TraceError("file not found")
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError:
-        raise TraceError("not an HDF5 file (or unreadable)") from None
-    with h5:
+    with open_hdf5(path) as h5:
         grp = f"/reads/{k:04d}"
         if not isinstance(h5.get(grp), h5py.Group):
             have = sorted(h5["reads"].keys()) if isinstance(h5.get("reads"), h5py.Group) else []
             hint = (f" (trace has {len(have)} reads: {have[0]} … {have[-1]})" if have
                     else " (trace has no reads)")
-            raise TraceError(f"missing group {grp}{hint}")
+            raise FileError(f"missing group {grp}{hint}")
         if not isinstance(h5.get("/array"), h5py.Group):
-            raise TraceError("missing group /array")
+            raise FileError("missing group /array")
         d = {n: dataset(h5, f"{grp}/{n}")
              for n in ("conductance", "v_cell", "i_out", "i_ideal", "y", "y_ideal")}
         for n in ("conductance", "v_cell"):
             if d[n].ndim != 2:
-                raise TraceError(f"{grp}/{n} is not 2-D (shape {d[n].shape})")
+                raise FileError(f"{grp}/{n} is not 2-D (shape {d[n].shape})")
         for a, b in (("i_out", "i_ideal"), ("y", "y_ideal")):
             if d[a].shape != d[b].shape:
-                raise TraceError(f"{grp}/{a} shape {d[a].shape} != {b} shape {d[b].shape}")
+                raise FileError(f"{grp}/{a} shape {d[a].shape} != {b} shape {d[b].shape}")
         arr, rd = h5["/array"], h5[grp]
         b = rd["v_cell"].attrs.get("batch_index", "?")
         d["batch_index"] = b.item() if isinstance(b, np.ndarray) and b.size == 1 else b
@@ -210,29 +171,18 @@ def main():
 
     try:
         d = load(args.trace, args.read)
-    except TraceError as e:
+    except FileError as e:
         print(f"plot_trace: {args.trace}: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # I/O failure while reading a (corrupt?) HDF5 file
         print(f"plot_trace: {args.trace}: cannot read ({e})", file=sys.stderr)
         return 2
 
-    # Render to a temporary name in the same folder, then atomically replace,
-    # so a failure never leaves a truncated PNG behind.
-    out = args.output
-    folder, base = os.path.split(os.path.abspath(out))
-    tmp = os.path.join(folder, f".{base}.{os.getpid()}.tmp")
     try:
-        fig = draw(d, args.read)
-        fig.savefig(tmp, format="png")
-        plt.close(fig)
-        os.replace(tmp, out)
+        save_png(draw(d, args.read), args.output)
     except OSError as e:
-        print(f"plot_trace: {out}: cannot write ({e.strerror or e})", file=sys.stderr)
+        print(f"plot_trace: {args.output}: cannot write ({e.strerror or e})", file=sys.stderr)
         return 2
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return 0
 
 

@@ -15,66 +15,27 @@ import argparse
 import os
 import sys
 
-import matplotlib
-matplotlib.use("Agg")  # non-interactive: no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from h5plot import FileError, dataset, num, open_hdf5, save_png, text  # first: selects the Agg backend
+import matplotlib.pyplot as plt
+import numpy as np
 
-import h5py  # noqa: E402
+import h5py
 
 DIRECTIONS = (("set", "SET (potentiation)"), ("reset", "RESET (depression)"))
 
 
-class ReportError(Exception):
-    """A problem with the report file; reported as one line, exit code 2."""
-
-
-def text(v):
-    """Decode an HDF5 string attribute stored as bytes or str."""
-    if isinstance(v, np.ndarray) and v.size == 1:
-        v = v.item()
-    if isinstance(v, (bytes, np.bytes_)):
-        return v.decode("utf-8", "replace")
-    return str(v)
-
-
-def num(obj, name):
-    """Numeric attribute as float, or NaN if absent."""
-    try:
-        return float(np.asarray(obj.attrs[name]).item())
-    except (KeyError, TypeError, ValueError):
-        return float("nan")
-
-
-def dataset(h5, path):
-    """Read a whole dataset as a float array, or raise ReportError."""
-    obj = h5.get(path)
-    if not isinstance(obj, h5py.Dataset):
-        raise ReportError(f"missing dataset {path}")
-    try:
-        return np.asarray(obj[()], dtype=float)
-    except (TypeError, ValueError):
-        raise ReportError(f"dataset {path} is not numeric") from None
-
-
 def load(path):
     """Everything the picture needs, per direction."""
-    if not os.path.isfile(path):
-        raise ReportError("file not found")
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError:
-        raise ReportError("not an HDF5 file (or unreadable)") from None
-    with h5:
+    with open_hdf5(path) as h5:
         if text(h5.attrs.get("kind", "")) != "validation":
-            raise ReportError("not a validation report (root attribute kind is not 'validation')")
+            raise FileError("not a validation report (root attribute kind is not 'validation')")
         d = {"card": text(h5.attrs.get("card", "?")), "measured": text(h5.attrs.get("measured", "?")),
              "split": text(h5.attrs.get("split", "?")), "repetitions": num(h5, "repetitions"),
              "g_lo": num(h5, "g_lo"), "g_hi": num(h5, "g_hi")}
         for name, _ in DIRECTIONS:
             grp = h5.get(name)
             if not isinstance(grp, h5py.Group):
-                raise ReportError(f"missing group /{name}")
+                raise FileError(f"missing group /{name}")
             r = {k: num(grp, k) for k in ("ramps", "rmse_rel", "ks_max", "coverage", "populated_bins")}
             for k in ("ks_bin_edges", "ks", "ks_populated", "ks_measured_steps"):
                 r[k] = dataset(h5, f"/{name}/{k}")
@@ -83,7 +44,7 @@ def load(path):
                           "mean_measured", "mean_simulated"):
                     r[k] = dataset(h5, f"/{name}/{k}")
                 if r["measured"].ndim != 2 or r["sim_p05"].shape != r["measured"].shape:
-                    raise ReportError(f"/{name}/measured and /{name}/sim_p05 are not matching K x L arrays")
+                    raise FileError(f"/{name}/measured and /{name}/sim_p05 are not matching K x L arrays")
             d[name] = r
     return d
 
@@ -190,29 +151,18 @@ def main():
 
     try:
         d = load(args.report)
-    except ReportError as e:
+    except FileError as e:
         print(f"plot_validation: {args.report}: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # I/O failure while reading a (corrupt?) HDF5 file
         print(f"plot_validation: {args.report}: cannot read ({e})", file=sys.stderr)
         return 2
 
-    # Render to a temporary name in the same folder, then atomically replace, so a failure never
-    # leaves a truncated PNG behind.
-    out = args.output
-    folder, base = os.path.split(os.path.abspath(out))
-    tmp = os.path.join(folder, f".{base}.{os.getpid()}.tmp")
     try:
-        fig = draw(d)
-        fig.savefig(tmp, format="png")
-        plt.close(fig)
-        os.replace(tmp, out)
+        save_png(draw(d), args.output)
     except OSError as e:
-        print(f"plot_validation: {out}: cannot write ({e.strerror or e})", file=sys.stderr)
+        print(f"plot_validation: {args.output}: cannot write ({e.strerror or e})", file=sys.stderr)
         return 2
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return 0
 
 
