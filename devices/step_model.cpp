@@ -9,6 +9,16 @@
 // node. d_up and d_down are device-to-device factors on the mean step, lognormal with median 1 and
 // log-std d2d_sigma_up / d2d_sigma_down, drawn once per device in initial_state (both always drawn,
 // up first). The spread s is not scaled by the factor.
+// Cycle ageing: a device at cycle c draws its factors with median exp(up_ageing · c) and
+// exp(down_ageing · c) instead of 1 (ln d = ageing · c + d2d_sigma · N(0, 1)); cycle 0 is the
+// reference cycle the tables describe. The measured TaOx ramps are the cycles of one device, and
+// each SET ramp's factor drifts down over them (about +3 % in the first ramps, −3 % by ramp 27 of
+// the fitting split); a stationary factor would put that drift into d2d_sigma and centre later
+// cycles too high. A fitted card counts cycles as the ramp ids (so cycle 0 is just before ramp 1);
+// replay_ramps starts ramp k at cycle ramps[k].id, and a fresh device from initial_state() (every
+// cell a tile programs) is at the card's device.cycle (default 0: the reference cycle, i.e. a
+// freshly programmed tile behaves like the device at the start of the fitted measurement; set it
+// to the number of cycles the device has been through to age it). Ageing 0 turns it off (default).
 // Refinement demanded by the data: the reversal transient r(n) = 1 − depth · exp(−n / decay). In
 // the measured TaOx ramps the first pulses after a change of direction move G much less than
 // later pulses at the same conductance (the first SET pulse about 0.16×, the first RESET pulse
@@ -28,7 +38,8 @@
 // are uncalibrated but plausible for an analog filamentary RRAM with soft bounds: SET steps of
 // 3 % of the window at g_min shrinking to 0.3 % at g_max, RESET steps mirrored (growing in
 // magnitude towards g_max), a cycle-to-cycle spread of a third of the mean step, 10 %
-// device-to-device variation and no reversal transient. Fitted parameters replace them.
+// device-to-device variation, no reversal transient, no cycle ageing and device.cycle 0. Fitted
+// parameters replace them (device.cycle is not fitted: it is where the card uses the model).
 //
 // PROGRAMMING (Device::program). Every cell starts as a fresh device (own factors) in the RESET
 // state at g_min and is written by write_verify (write_verify.cpp) to its target; only the sign
@@ -70,6 +81,20 @@
 //      f_k = exp(l_k d2d_sigma² / (d2d_sigma² + u_k))). Ramps whose d̂_k is not positive keep
 //      f_k = 1 and stay out of the variance. (3) and (4) alternate from f_k = 1 until the factors
 //      change by less than 1e-10 (at most 100 rounds).
+//  (4b) Cycle ageing. With the trend, the log factors are regressed on the ramps' cycles c_k (their
+//      ids) by ordinary least squares, l_k = b + a c_k + e_k, and the same sampling-noise
+//      correction gives the spread around the trend: d2d_sigma² = max(0, Σ e_k² / (K − 2) −
+//      mean(u)) over the K informative ramps. The tables take the factors
+//      f_k = exp(a c_k + e_k d2d_sigma² / (d2d_sigma² + u_k)) (centred on the intercept: they
+//      describe the median device at cycle 0), and ageing = a. Test: the whole fit (2)-(6) is run
+//      with the trend; on its final l_k, u_k the Gaussian random-effects log-likelihood
+//      l_k ~ N(b + a c_k, tau² + u_k), maximised over (b, a, tau) and over (b, tau) with a = 0
+//      (weighted least squares for b, a at each tau; tau by golden section), must gain more than
+//      5.41 (a likelihood-ratio test for one parameter at p = 0.001, 2 Δ ln L > 10.83); otherwise
+//      the whole fit is rerun without the trend (ageing 0, exactly the stationary fit). On the
+//      TaOx fitting split: SET a = −0.0021 per cycle (2 Δ ln L = 28), RESET −0.0012 (19.5), both
+//      kept; d2d_sigma falls from 0.019 to 0.009 (SET) and 0.011 to 0.006 (RESET). Synthetic
+//      ramps without ageing keep none (tests).
 //  (5) Glitches. With no transient, steps further than 4 spreads from their bin's mean are
 //      marked as glitches and left out of (3), (4) and (6); (3)-(5) repeat until the marks
 //      settle. The TaOx ramps hold isolated read glitches (one point 5-10 uS off: a pair of
@@ -120,6 +145,7 @@ constexpr int kDecayGrid = 16;          // (6): log-spaced decay intervals scann
 constexpr double kDecayMin = 0.05;      // (6): pulses, fastest transient considered
 constexpr double kDecayMax = 20.0;      // (6): pulses, slowest transient considered
 constexpr double kTransientMinGain = 6.91;  // (6): log-likelihood gain a transient must bring (chi2_2, p = 0.001)
+constexpr double kAgeingMinGain = 5.41;  // (4b): log-likelihood gain the ageing trend must bring (chi2_1, p = 0.001)
 constexpr double kBoundMargin = 0.05;   // (7): bounds beyond the observed range, share of the range
 
 // Piecewise-linear interpolation of `values` over increasing `nodes`, constant beyond the ends.
@@ -166,6 +192,9 @@ void check_params(const StepModelParams& p) {
     if (!(decay > 0) || !std::isfinite(decay))
       fail(fmt::format("{}_reversal_decay: expected > 0 pulses, got {:g}", name, decay));
   }
+  for (const auto& [name, value] : {std::pair{"up_ageing", p.up_ageing}, std::pair{"down_ageing", p.down_ageing},
+                                    std::pair{"cycle", p.cycle}})
+    if (!std::isfinite(value)) fail(fmt::format("{}: expected a finite value, got {:g}", name, value));
   if (!(p.d2d_sigma_up >= 0) || !(p.d2d_sigma_down >= 0))
     fail(fmt::format("expected d2d sigmas >= 0, got {:g} (up), {:g} (down)", p.d2d_sigma_up, p.d2d_sigma_down));
 }
@@ -184,6 +213,7 @@ struct Problem {
   std::vector<Step> steps;
   std::vector<std::vector<std::size_t>> in_bin, of_ramp;
   std::vector<double> centre;  // bin centres: the nodes of the working tables
+  std::vector<double> cycle;   // per ramp: its cycle (the ramp's id)
   std::vector<char> inlier;    // per step: 0 for a glitch left out of the fit
 };
 
@@ -192,6 +222,9 @@ struct DirectionFit {
   std::vector<double> mean, spread;  // per bin, at the bin centres
   std::vector<double> factor;        // per ramp (shrunken estimate, median 1)
   double d2d_sigma = 0;
+  bool trend = false;                // (4b): whether the ageing trend is fitted
+  double ageing = 0;                 // log factor per cycle (0 without the trend)
+  std::vector<double> log_factor, log_var;  // per ramp: l_k and u_k of (4); log_var < 0: no estimate
   double depth = 0, decay = 1;       // reversal transient
   double nll = 0;                    // profile negative log-likelihood (up to a constant)
 };
@@ -281,23 +314,48 @@ double fit_factors(const Problem& pb, DirectionFit& fit) {
     sum_var += log_var[k];
     ++informative;
   }
-  double sigma2 = 0, centre_log = 0;
+  // The trend l = b + a c (a = 0 without it) by ordinary least squares over the informative ramps,
+  // and the random-effects variance around it with the sampling-noise correction.
+  double sigma2 = 0, intercept = 0, slope = 0;
+  const bool trend = fit.trend && informative >= 3;
   if (informative >= 2) {
-    centre_log = sum_log / static_cast<double>(informative);
+    const double count = static_cast<double>(informative);
+    double mean_c = 0;
+    for (std::size_t k = 0; k < ramps; ++k)
+      if (log_var[k] >= 0) mean_c += pb.cycle[k] / count;
+    const double mean_l = sum_log / count;
+    if (trend) {
+      double sxx = 0, sxy = 0;
+      for (std::size_t k = 0; k < ramps; ++k)
+        if (log_var[k] >= 0) {
+          sxx += (pb.cycle[k] - mean_c) * (pb.cycle[k] - mean_c);
+          sxy += (pb.cycle[k] - mean_c) * (log_factor[k] - mean_l);
+        }
+      slope = sxx > 0 ? sxy / sxx : 0.0;
+    }
+    intercept = mean_l - slope * mean_c;
     double var = 0;
     for (std::size_t k = 0; k < ramps; ++k)
-      if (log_var[k] >= 0) var += (log_factor[k] - centre_log) * (log_factor[k] - centre_log);
-    var /= static_cast<double>(informative - 1);
-    sigma2 = std::max(0.0, var - sum_var / static_cast<double>(informative));
+      if (log_var[k] >= 0) {
+        const double r = log_factor[k] - intercept - slope * pb.cycle[k];
+        var += r * r;
+      }
+    var /= count - (trend ? 2.0 : 1.0);
+    sigma2 = std::max(0.0, var - sum_var / count);
   }
   double change = 0;
   for (std::size_t k = 0; k < ramps; ++k) {
-    double f = 1.0;
-    if (log_var[k] >= 0 && sigma2 > 0) f = std::exp((log_factor[k] - centre_log) * sigma2 / (sigma2 + log_var[k]));
+    const double trend_log = slope * pb.cycle[k];
+    double f = std::exp(trend_log);
+    if (log_var[k] >= 0 && sigma2 > 0)
+      f = std::exp(trend_log + (log_factor[k] - intercept - trend_log) * sigma2 / (sigma2 + log_var[k]));
     change = std::max(change, std::abs(f - fit.factor[k]));
     fit.factor[k] = f;
   }
   fit.d2d_sigma = std::sqrt(sigma2);
+  fit.ageing = slope;
+  fit.log_factor = std::move(log_factor);
+  fit.log_var = std::move(log_var);
   return change;
 }
 
@@ -342,8 +400,44 @@ double golden_min(F&& f, double a, double b, double tol) {
   return 0.5 * (a + b);
 }
 
-// Steps (1) to (6) of the method above for one direction.
-DirectionFit fit_direction(const std::vector<Ramp>& ramps, const char* name, double lo, double hi, int bins) {
+// (4b) The maximised Gaussian log-likelihood of the ramps' log factors under the random-effects
+// model l_k ~ N(b + a c_k, tau² + u_k) (a = 0 unless `slope`): b and a by weighted least squares at
+// each tau, tau by golden section over [0, 3 sd(l)] (and the end point 0).
+double factor_log_likelihood(const DirectionFit& fit, const std::vector<double>& cycle, bool slope) {
+  std::vector<double> l, u, c;
+  for (std::size_t k = 0; k < fit.log_var.size(); ++k)
+    if (fit.log_var[k] >= 0) l.push_back(fit.log_factor[k]), u.push_back(fit.log_var[k]), c.push_back(cycle[k]);
+  const std::size_t n = l.size();
+  if (n < 3) return 0;
+  auto loglik = [&](double tau) {
+    double sw = 0, swc = 0, swl = 0, swcc = 0, swcl = 0;
+    for (std::size_t k = 0; k < n; ++k) {
+      const double w = 1.0 / (tau * tau + u[k]);
+      sw += w, swc += w * c[k], swl += w * l[k], swcc += w * c[k] * c[k], swcl += w * c[k] * l[k];
+    }
+    double a = 0;
+    const double det = sw * swcc - swc * swc;
+    if (slope && det > 1e-12 * sw * swcc) a = (sw * swcl - swc * swl) / det;
+    const double b = (swl - a * swc) / sw;
+    double ll = 0;
+    for (std::size_t k = 0; k < n; ++k) {
+      const double v = tau * tau + u[k], r = l[k] - b - a * c[k];
+      ll -= 0.5 * (std::log(v) + r * r / v);
+    }
+    return ll;
+  };
+  double mean = 0, var = 0;
+  for (double x : l) mean += x / static_cast<double>(n);
+  for (double x : l) var += (x - mean) * (x - mean) / static_cast<double>(n - 1);
+  const double top = 3 * std::sqrt(var) + 1e-12;
+  const double tau = golden_min([&](double t) { return -loglik(t); }, 0.0, top, 1e-6 * top);
+  return std::max(loglik(tau), loglik(0.0));
+}
+
+// Steps (1) to (6) of the method above for one direction, with the ageing trend of (4b) fitted
+// when `trend`.
+DirectionFit fit_direction_with(const std::vector<Ramp>& ramps, const char* name, double lo, double hi, int bins,
+                                bool trend) {
   const double width = (hi - lo) / bins;
   auto bin_of = [&](double g) { return std::clamp(static_cast<int>((g - lo) / width), 0, bins - 1); };
   Problem pb;
@@ -353,6 +447,7 @@ DirectionFit fit_direction(const std::vector<Ramp>& ramps, const char* name, dou
   // (1) steps, indexed by bin and by ramp.
   pb.in_bin.resize(bins);
   pb.of_ramp.resize(ramps.size());
+  for (const Ramp& ramp : ramps) pb.cycle.push_back(static_cast<double>(ramp.id));
   for (std::size_t k = 0; k < ramps.size(); ++k) {
     const std::vector<double>& g = ramps[k].g;
     for (std::size_t i = 0; i + 1 < g.size(); ++i) {
@@ -374,6 +469,7 @@ DirectionFit fit_direction(const std::vector<Ramp>& ramps, const char* name, dou
   fit.mean.assign(bins, 0);
   fit.spread.assign(bins, 0);
   fit.factor.assign(ramps.size(), 1.0);
+  fit.trend = trend;
 
   // (5) glitches, without a transient: mark and refit until the marks settle.
   for (int round = 0; round < kMaxFitRounds; ++round) {
@@ -411,6 +507,17 @@ DirectionFit fit_direction(const std::vector<Ramp>& ramps, const char* name, dou
   }
   // Kept only when significant: a likelihood-ratio test at p = 0.001 for two parameters.
   return start.nll - best_fit.nll > kTransientMinGain ? best_fit : start;
+}
+
+// (4b) The fit with the ageing trend, kept when the likelihood-ratio test on the ramps' final log
+// factors accepts it; otherwise the fit without it.
+DirectionFit fit_direction(const std::vector<Ramp>& ramps, const char* name, double lo, double hi, int bins) {
+  DirectionFit with = fit_direction_with(ramps, name, lo, hi, bins, true);
+  std::vector<double> cycle;
+  for (const Ramp& ramp : ramps) cycle.push_back(static_cast<double>(ramp.id));
+  const double gain = factor_log_likelihood(with, cycle, true) - factor_log_likelihood(with, cycle, false);
+  if (gain > kAgeingMinGain) return with;
+  return fit_direction_with(ramps, name, lo, hi, bins, false);
 }
 
 }  // namespace
@@ -456,6 +563,8 @@ StepModelParams fit_step_model(const RampData& data, int bins) {
   p.down_std = extend(down.spread);
   p.d2d_sigma_up = up.d2d_sigma;
   p.d2d_sigma_down = down.d2d_sigma;
+  p.up_ageing = up.ageing;
+  p.down_ageing = down.ageing;
   p.up_reversal_depth = up.depth;
   p.up_reversal_decay = up.decay;
   p.down_reversal_depth = down.depth;
@@ -476,12 +585,16 @@ double StepDevice::step_spread(double g, bool up) const {
 }
 
 CellState StepDevice::initial_state(double g_start, core::RandomStream& rng) const {
+  return initial_state_at(g_start, params_.cycle, rng);
+}
+
+CellState StepDevice::initial_state_at(double g_start, double cycle, core::RandomStream& rng) const {
   CellState s{};
   s[0] = std::clamp(g_start, params_.g_min, params_.g_max);
   const double n_up = rng.normal();
   const double n_down = rng.normal();
-  s[1] = std::exp(params_.d2d_sigma_up * n_up);
-  s[2] = std::exp(params_.d2d_sigma_down * n_down);
+  s[1] = std::exp(params_.up_ageing * cycle + params_.d2d_sigma_up * n_up);
+  s[2] = std::exp(params_.down_ageing * cycle + params_.d2d_sigma_down * n_down);
   return s;
 }
 
@@ -518,7 +631,7 @@ std::vector<std::vector<std::vector<double>>> replay_ramps(const StepDevice& dev
       std::vector<double>& g = out[k][r];
       if (measured.empty()) continue;
       core::RandomStream stream = rng.derive("ramp", {static_cast<std::uint64_t>(k), static_cast<std::uint64_t>(r)});
-      CellState state = device.initial_state(measured.front(), stream);
+      CellState state = device.initial_state_at(measured.front(), static_cast<double>(ramps[k].id), stream);
       g.reserve(measured.size());
       g.push_back(device.conductance(state));
       for (std::size_t i = 1; i < measured.size(); ++i) {
@@ -543,6 +656,8 @@ const std::vector<double> kDefaultDownStd = {0.001, 0.005, 0.01};
 constexpr double kDefaultD2dSigma = 0.1;
 constexpr double kDefaultReversalDepth = 0.0;  // no reversal transient
 constexpr double kDefaultReversalDecay = 3.0;  // pulses (used once a depth is set)
+constexpr double kDefaultAgeing = 0.0;         // no cycle ageing
+constexpr double kDefaultCycle = 0.0;          // programmed at the reference cycle
 
 WriteVerifyOptions write_verify_defaults() {
   WriteVerifyOptions wv;  // generic amplitudes (ignored but for their sign), band ±1 uS
@@ -589,6 +704,17 @@ std::vector<core::ParamSpec> step_params() {
                          "has its mean step scaled by 1 - depth exp(-n / down_reversal_decay); 0 = off."),
       core::spec::number("down_reversal_decay", core::spec::yaml(kDefaultReversalDecay), "1", 0, 1e6,
                          "Decay of the RESET reversal transient, in pulses.", true),
+      core::spec::number("up_ageing", core::spec::yaml(kDefaultAgeing), "1", -1, 1,
+                         "Cycle ageing of SET, in log factor per cycle: a device at cycle c has the median of its "
+                         "factor d_up at exp(up_ageing c) (negative: the steps shrink over the cycles); 0 = off. "
+                         "Fitted cards count cycles as the measured ramp ids."),
+      core::spec::number("down_ageing", core::spec::yaml(kDefaultAgeing), "1", -1, 1,
+                         "Cycle ageing of RESET, in log factor per cycle: median of d_down at exp(down_ageing c); "
+                         "0 = off."),
+      core::spec::number("cycle", core::spec::yaml(kDefaultCycle), "1", 0, 1e9,
+                         "Cycle at which the tile is programmed, for the cycle ageing: 0 is the reference cycle "
+                         "the tables describe (of a fitted card: just before the first measured ramp, ramp ids "
+                         "counting the cycles). Replays in xbar validate use each ramp's id instead."),
   };
   // Write-verify: only the pulse's sign matters to this model (amplitude and width are not
   // modelled); a long pulse budget because the steps are small.
@@ -681,6 +807,9 @@ StepModelParams step_params_from(const core::DeviceOptions& o) {
   p.up_reversal_decay = o.param("up_reversal_decay");
   p.down_reversal_depth = o.param("down_reversal_depth");
   p.down_reversal_decay = o.param("down_reversal_decay");
+  p.up_ageing = o.param("up_ageing");
+  p.down_ageing = o.param("down_ageing");
+  p.cycle = o.param("cycle");
   check_params(p);
   return p;
 }

@@ -289,6 +289,11 @@ Calibration calibrate(const MeasuredRamps& measured, const std::string& split, i
                                           limited == 0 ? std::string("0") : format_siemens(limited)));
       v = limited;
     }
+  for (auto [key, a] : {std::pair{"up_ageing", &p.up_ageing}, std::pair{"down_ageing", &p.down_ageing}})
+    if (std::abs(*a) > 1) {
+      c.adjustments.push_back(fmt::format("{}: the fitted {:.3g} per cycle is set to {}", key, *a, *a > 0 ? 1 : -1));
+      *a = *a > 0 ? 1.0 : -1.0;
+    }
   for (auto [key, sigma] : {std::pair{"d2d_sigma_up", &p.d2d_sigma_up}, std::pair{"d2d_sigma_down", &p.d2d_sigma_down}})
     if (*sigma > kMaxD2dSigma) {
       c.adjustments.push_back(fmt::format("{}: the fitted {:.3g} is set to {}", key, *sigma, kMaxD2dSigma));
@@ -337,6 +342,8 @@ std::string fitted_card_yaml(const core::Card& base, const devices::StepModelPar
   device["up_reversal_decay"] = number_text(p.up_reversal_decay);
   device["down_reversal_depth"] = number_text(p.down_reversal_depth);
   device["down_reversal_decay"] = number_text(p.down_reversal_decay);
+  device["up_ageing"] = number_text(p.up_ageing);
+  device["down_ageing"] = number_text(p.down_ageing);
   // Workload files resolve against the card's folder; the fitted card may live elsewhere.
   const std::pair<const char*, const core::MatrixSource*> sources[] = {{"weights", &base.workload.weights},
                                                                        {"inputs", &base.workload.inputs}};
@@ -376,9 +383,11 @@ std::string calibrate_command(const CalibrateOptions& o) {
                   count_heldout(measured.reset)),
       fmt::format("Method: fit_step_model with {} conductance bins (devices/step_model.cpp): per bin the", o.bins),
       "  maximum-likelihood Gaussian step (mean, spread) with each ramp's device-to-device factor divided out,",
-      "  the factors' log-std by the method of moments, the reversal transient by profile likelihood.",
+      "  the factors' log-std by the method of moments around a cycle-ageing trend over the ramp ids (kept",
+      "  only if a likelihood-ratio test accepts it), the reversal transient by profile likelihood.",
       "Fitted keys: device.g_min, g_max, g_nodes, up_mean, up_std, down_mean, down_std, d2d_sigma_up,",
-      "  d2d_sigma_down, up/down_reversal_depth and _decay; every other key is the base card's.",
+      "  d2d_sigma_down, up/down_reversal_depth and _decay, up/down_ageing; every other key is the base card's",
+      "  (device.cycle too: cycle 0, the tables' reference, is just before measured ramp 1).",
   };
   if (!c.adjustments.empty()) {
     header.push_back("Moved into the card's ranges:");
@@ -420,13 +429,15 @@ std::string calibrate_command(const CalibrateOptions& o) {
   auto transient = [](double depth, double decay) {
     return depth == 0 ? std::string("none") : fmt::format("depth {:.3g}, decay {:.3g} pulses", depth, decay);
   };
+  auto ageing = [](double a) { return a == 0 ? std::string("none") : fmt::format("{:.3g}", a); };
   return fmt::format(
       "Wrote {}: {} fitted on the fitting split of {} ({} SET, {} RESET ramps; {} bins; held-out ramps not used).\n"
       "  window {} to {}; device-to-device log-std {:.3g} (SET), {:.3g} (RESET)\n"
-      "  reversal transient: SET {}; RESET {}\n{}",
+      "  reversal transient: SET {}; RESET {}\n"
+      "  cycle ageing (log factor per cycle, ramp ids as cycles): SET {}; RESET {}\n{}",
       o.output.string(), kModel, o.measured.string(), c.set_ramps, c.reset_ramps, o.bins, format_siemens(p.g_min),
       format_siemens(p.g_max), p.d2d_sigma_up, p.d2d_sigma_down, transient(p.up_reversal_depth, p.up_reversal_decay),
-      transient(p.down_reversal_depth, p.down_reversal_decay),
+      transient(p.down_reversal_depth, p.down_reversal_decay), ageing(p.up_ageing), ageing(p.down_ageing),
       c.adjustments.empty() ? std::string()
                             : fmt::format("  moved into the card's ranges: {}\n", fmt::join(c.adjustments, "; ")));
 }

@@ -6,8 +6,8 @@
 // (`split_ramps(…, "fit")`; any other split is refused: the held-out ramps are for scoring). The
 // parameters come from devices::fit_step_model (per conductance bin the maximum-likelihood
 // Gaussian of the steps with a least-squares state slope inside the bin, a method-of-moments
-// device-to-device factor, a profile-likelihood reversal transient; details in
-// devices/step_model.cpp). The written card is the base card (after --set overrides) with
+// device-to-device factor with a cycle-ageing trend over the ramp ids, a profile-likelihood
+// reversal transient; details in devices/step_model.cpp). The written card is the base card (after --set overrides) with
 // device.g_min / g_max set to the fitted bounds and the step-model keys replaced by the fitted
 // tables in the card's convention (g_nodes as fractions of [g_min, g_max], steps in units of
 // g_max − g_min per pulse: the inverse of devices::step_params_from), preceded by a comment header
@@ -17,7 +17,7 @@
 //
 // VALIDATE. Every ramp of the chosen split (default: held out) is replayed `repetitions` times by
 // devices::replay_ramps: same starting conductance, same number of pulses, a fresh device (own
-// device-to-device factors) per repetition, seeded by the card's seed. Per direction:
+// device-to-device factors, at the ramp's cycle: its id) per repetition, seeded by the card's seed. Per direction:
 //  - rmse_rel: root-mean-square over pulse indices i >= 1 of (mean over the measured ramps of G_i
 //    − mean over every repetition of those same ramps of G_i), over the indices where at least half
 //    of the ramps still hold a value (the ramps' lengths differ slightly), divided by the

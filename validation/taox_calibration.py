@@ -6,8 +6,9 @@ split, print every metric against the issue's targets (RMSE < 5 % of the range, 
 populated bin, coverage >= 80 %).
 
 Usage: taox_calibration.py XBAR REPO_ROOT [--require-all-targets]
-Exit 1 when the workflow fails, the RMSE target is missed, or the uncalibrated card does not score
-clearly worse; with --require-all-targets also when any other target is missed.
+Exit 1 when the workflow fails, the RMSE or coverage target is missed, or the uncalibrated card does
+not score clearly worse; with --require-all-targets also when the KS target is missed (it is, for
+RESET: see the README).
 """
 import json
 import os
@@ -17,7 +18,7 @@ import tempfile
 
 xbar, root = sys.argv[1], sys.argv[2]
 require_all = "--require-all-targets" in sys.argv[3:]
-REQUIRED = {"rmse_rel"}  # the targets the test enforces; the others are reported
+REQUIRED = {"rmse_rel", "coverage"}  # the targets the test enforces; ks_max is reported
 data = os.path.join(root, "tests", "data", "measured", "rram_taox_pulse_ramps")
 base_card = os.path.join(root, "cards", "rram-taox-pulse.yaml")
 TARGETS = (("rmse_rel", "<", 0.05), ("ks_max", "<", 0.15), ("coverage", ">=", 0.80))

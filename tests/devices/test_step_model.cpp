@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -57,15 +58,15 @@ StepModelParams known_params() {
   return p;
 }
 
-// `count` ramps of `pulses` pulses per direction, each a fresh device: SET ramps start uniformly
-// in [11, 13] uS, RESET ramps in [57, 59] uS.
+// `count` ramps of `pulses` pulses per direction, each a fresh device at the cycle of its id
+// (1, 2, ...): SET ramps start uniformly in [11, 13] uS, RESET ramps in [57, 59] uS.
 RampData synthetic_ramps(const StepDevice& device, int count, int pulses, std::uint64_t seed) {
   RampData data;
   for (int up = 0; up < 2; ++up)
     for (int k = 0; k < count; ++k) {
       core::RandomStream rng(seed, "synthetic_ramp", {static_cast<std::uint64_t>(up), static_cast<std::uint64_t>(k)});
       const double start = up ? rng.uniform(11 * kUs, 13 * kUs) : rng.uniform(57 * kUs, 59 * kUs);
-      CellState state = device.initial_state(start, rng);
+      CellState state = device.initial_state_at(start, k + 1, rng);
       Ramp ramp{k + 1, {device.conductance(state)}};
       for (int i = 0; i < pulses; ++i) {
         device.apply_pulse(state, up ? kSet : kReset, rng);
@@ -156,6 +157,8 @@ void expect_same_params(const StepModelParams& a, const StepModelParams& b) {
   EXPECT_DOUBLE_EQ(a.up_reversal_decay, b.up_reversal_decay);
   EXPECT_DOUBLE_EQ(a.down_reversal_depth, b.down_reversal_depth);
   EXPECT_DOUBLE_EQ(a.down_reversal_decay, b.down_reversal_decay);
+  EXPECT_DOUBLE_EQ(a.up_ageing, b.up_ageing);
+  EXPECT_DOUBLE_EQ(a.down_ageing, b.down_ageing);
 }
 
 // Largest relative difference between two fits' tables and d2d sigmas.
@@ -266,6 +269,9 @@ TEST(StepModelFit, RecoversKnownParametersFromSyntheticRamps) {
   const double se_sigma = 0.1 / std::sqrt(2.0 * (kRamps - 1));
   EXPECT_NEAR(fit.d2d_sigma_up, truth.d2d_sigma_up, 5 * se_sigma);
   EXPECT_NEAR(fit.d2d_sigma_down, truth.d2d_sigma_down, 5 * se_sigma);
+  // No ageing in these ramps: the likelihood-ratio test (p = 0.001) keeps no trend.
+  EXPECT_EQ(fit.up_ageing, 0.0);
+  EXPECT_EQ(fit.down_ageing, 0.0);
   // Reversal transient: the first SET pulses, r(n) = 1 - 0.5 exp(-n/3). The factor of each of the
   // first pulses is a ratio of R ramp means with a relative standard error of about
   // sqrt(s²/m² + sigma²)/sqrt(R) (about 0.04 here).
@@ -273,6 +279,55 @@ TEST(StepModelFit, RecoversKnownParametersFromSyntheticRamps) {
   for (int n : {0, 1, 2, 4, 8, 20}) {
     EXPECT_NEAR(fitted.reversal_factor(n, true), device.reversal_factor(n, true), 5 * se_r) << "SET pulse " << n;
     EXPECT_NEAR(fitted.reversal_factor(n, false), 1.0, 5 * se_r) << "RESET pulse " << n;
+  }
+}
+
+TEST(StepModelFit, RecoversAKnownCycleAgeingSlope) {
+  // Ramp k is cycle k (its id); the SET steps shrink by 0.4 % per cycle, the RESET steps grow by
+  // 0.3 %, around a 5 % device-to-device (ramp-to-ramp) spread.
+  StepModelParams truth = known_params();
+  truth.d2d_sigma_up = truth.d2d_sigma_down = 0.05;
+  truth.up_ageing = -0.004;
+  truth.down_ageing = 0.003;
+  const StepDevice device(truth);
+  constexpr int kRamps = 60, kPulses = 150, kBins = 4;
+  const RampData data = synthetic_ramps(device, kRamps, kPulses, 77);
+  const StepModelParams fit = devices::fit_step_model(data, kBins);
+  // The slope of an ordinary least-squares line through R log factors at cycles 1..R has a
+  // standard error of sqrt(sigma² + u) / sqrt(Sxx), Sxx = R (R² - 1) / 12, where u is the
+  // sampling variance of a ramp's log factor from cycle-to-cycle noise (about (s/m)² / pulses with
+  // s/m between 0.25 and 1 here: at most 0.003).
+  const double sxx = kRamps * (kRamps * kRamps - 1.0) / 12;
+  const double u = 0.003;
+  const double se_slope = std::sqrt(0.05 * 0.05 + u) / std::sqrt(sxx);
+  EXPECT_NEAR(fit.up_ageing, truth.up_ageing, 5 * se_slope);
+  EXPECT_NEAR(fit.down_ageing, truth.down_ageing, 5 * se_slope);
+  std::printf("ageing recovery: SET %.5f (truth %.4f), RESET %.5f (truth %.4f), 5 SE = %.5f; d2d %.4f / %.4f\n",
+              fit.up_ageing, truth.up_ageing, fit.down_ageing, truth.down_ageing, 5 * se_slope, fit.d2d_sigma_up,
+              fit.d2d_sigma_down);
+  // The device-to-device sigma is the spread around the trend: the method-of-moments variance of
+  // R - 2 residuals has a standard error of about (sigma² + u) sqrt(2 / (R - 2)), sigma's half of
+  // that over sigma.
+  const double se_sigma = (0.05 * 0.05 + u) * std::sqrt(2.0 / (kRamps - 2)) / (2 * 0.05);
+  EXPECT_NEAR(fit.d2d_sigma_up, 0.05, 5 * se_sigma);
+  EXPECT_NEAR(fit.d2d_sigma_down, 0.05, 5 * se_sigma);
+  // The tables describe cycle 0: the mean step at a bin centre matches the truth's median device.
+  const StepDevice fitted(fit);
+  const double centre = fit.g_nodes[2];
+  EXPECT_NEAR(fitted.mean_step(centre, true) / device.mean_step(centre, true), 1.0, 0.1);
+  EXPECT_NEAR(fitted.mean_step(centre, false) / device.mean_step(centre, false), 1.0, 0.1);
+}
+
+TEST(StepModelFit, KeepsNoAgeingTrendWhenTheDataHaveNone) {
+  // Same layout as above without ageing, several seeds: the likelihood-ratio test at p = 0.001
+  // keeps no trend (and a kept one would have to be small).
+  StepModelParams truth = known_params();
+  truth.d2d_sigma_up = truth.d2d_sigma_down = 0.05;
+  const StepDevice device(truth);
+  for (std::uint64_t seed : {1u, 2u, 3u}) {
+    const StepModelParams fit = devices::fit_step_model(synthetic_ramps(device, 60, 150, seed), 4);
+    EXPECT_EQ(fit.up_ageing, 0.0) << "seed " << seed;
+    EXPECT_EQ(fit.down_ageing, 0.0) << "seed " << seed;
   }
 }
 
@@ -301,6 +356,8 @@ TEST(StepModelFit, TaoxFitChangesWhenHeldOutRampsAreAdded) {
   // The data matter: twelve more ramps per direction move the fit by well over rounding.
   EXPECT_GT(largest_relative_difference(on_fitting, on_all), 1e-3);
   EXPECT_NE(on_fitting.g_max, on_all.g_max);  // held-out ramps reach beyond the fitting range
+  // The SET ramps slow down over the fitting cycles: a negative ageing trend is kept.
+  EXPECT_LT(on_fitting.up_ageing, 0.0);
   // Sanity of the fit itself: conductances of 1.6-2.5 mS, SET steps up, RESET steps down, a few
   // uS per pulse.
   EXPECT_GT(on_fitting.g_min, 1.4e-3);
@@ -459,7 +516,7 @@ TEST(StepModelCard, ParametersAreDeclaredOnceAndConvertToSiemens) {
   for (const auto& spec : info->params) keys.push_back(spec.key);
   for (const char* key : {"g_nodes", "up_mean", "up_std", "down_mean", "down_std", "d2d_sigma_up", "d2d_sigma_down",
                           "up_reversal_depth", "up_reversal_decay", "down_reversal_depth", "down_reversal_decay",
-                          "write_verify.max_pulses", "write_verify.tolerance"})
+                          "up_ageing", "down_ageing", "cycle", "write_verify.max_pulses", "write_verify.tolerance"})
     EXPECT_NE(std::find(keys.begin(), keys.end(), key), keys.end()) << key;
 
   const core::Card card = step_card({"device.g_nodes=[0, 0.25, 1]", "device.up_mean=[0.02, 0.01, 0.005]",
@@ -478,6 +535,14 @@ TEST(StepModelCard, ParametersAreDeclaredOnceAndConvertToSiemens) {
   EXPECT_DOUBLE_EQ(p.d2d_sigma_up, 0.05);
   EXPECT_DOUBLE_EQ(p.d2d_sigma_down, 0.1);
   EXPECT_DOUBLE_EQ(p.up_reversal_depth, 0.0);
+  EXPECT_DOUBLE_EQ(p.up_ageing, 0.0);  // defaults: no ageing, programmed at the reference cycle 0
+  EXPECT_DOUBLE_EQ(p.down_ageing, 0.0);
+  EXPECT_DOUBLE_EQ(p.cycle, 0.0);
+  const StepModelParams aged = devices::step_params_from(
+      step_card({"device.up_ageing=-0.01", "device.down_ageing=0.02", "device.cycle=50"}).device);
+  EXPECT_DOUBLE_EQ(aged.up_ageing, -0.01);
+  EXPECT_DOUBLE_EQ(aged.down_ageing, 0.02);
+  EXPECT_DOUBLE_EQ(aged.cycle, 50.0);
 
   // The defaults: soft bounds (SET steps shrink towards g_max, RESET steps grow in magnitude).
   const StepDevice defaults(devices::step_params_from(step_card().device));
@@ -568,6 +633,23 @@ TEST(StepReplay, ReplaysHaveTheMeasuredLengthsAndStartsAndAreReproducible) {
   CellState s = device.initial_state(ramps[3].g[0], stream);
   for (std::size_t i = 1; i < ramps[3].g.size(); ++i) device.apply_pulse(s, kSet, stream);
   EXPECT_DOUBLE_EQ(a[3][2].back(), device.conductance(s));
+  // Ageing: a ramp replays at the cycle of its id; initial_state() at params().cycle.
+  StepModelParams aged = known_params();
+  aged.up_ageing = -0.01;
+  aged.d2d_sigma_up = 0;
+  aged.cycle = 30;
+  const StepDevice aged_device(aged);
+  core::RandomStream s1(5, "aged"), s2(5, "aged"), s3(5, "aged");
+  EXPECT_NEAR(aged_device.initial_state_at(12 * kUs, 0, s1)[1], 1.0, 1e-15);
+  EXPECT_NEAR(aged_device.initial_state_at(12 * kUs, 70, s2)[1], std::exp(-0.7), 1e-15);
+  EXPECT_NEAR(aged_device.initial_state(12 * kUs, s3)[1], std::exp(-0.3), 1e-15);
+  const std::vector<Ramp> early = {{1, std::vector<double>(101, 12 * kUs)}};
+  const std::vector<Ramp> late = {{101, std::vector<double>(101, 12 * kUs)}};
+  const auto e = devices::replay_ramps(aged_device, early, true, 20, rng);
+  const auto l = devices::replay_ramps(aged_device, late, true, 20, rng);
+  double rise_early = 0, rise_late = 0;
+  for (int r = 0; r < 20; ++r) rise_early += e[0][r].back() - 12 * kUs, rise_late += l[0][r].back() - 12 * kUs;
+  EXPECT_LT(rise_late, 0.6 * rise_early);  // steps exp(-1) times smaller, slower near g_max
   // RESET replays go down.
   const auto down = devices::replay_ramps(device, {{1, std::vector<double>(101, 55 * kUs)}}, false, 3, rng);
   EXPECT_LT(down[0][0].back(), 55 * kUs - 10 * kUs);

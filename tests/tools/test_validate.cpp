@@ -379,6 +379,10 @@ TEST(Calibrate, FittedCardLoadsAndRoundTripsToTheFit) {
   EXPECT_DOUBLE_EQ(back.up_reversal_decay, p.up_reversal_decay);
   EXPECT_DOUBLE_EQ(back.down_reversal_depth, p.down_reversal_depth);
   EXPECT_DOUBLE_EQ(back.down_reversal_decay, p.down_reversal_decay);
+  EXPECT_DOUBLE_EQ(back.up_ageing, p.up_ageing);
+  EXPECT_DOUBLE_EQ(back.down_ageing, p.down_ageing);
+  EXPECT_NE(p.up_ageing, 0.0);  // the TaOx SET ramps age over the fitting cycles
+  EXPECT_DOUBLE_EQ(back.cycle, 0.0);  // the base card's: programmed at the reference cycle
   // Everything else is the base card's.
   const auto base = load_card(kTaoxCard);
   EXPECT_EQ(card.seed, base.seed);
