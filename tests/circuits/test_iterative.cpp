@@ -11,6 +11,7 @@
 #include "circuits/direct_solver.hpp"
 #include "circuits/iterative_solver.hpp"
 #include "core/random.hpp"
+#include "tests/support/cell_ivs.hpp"
 
 using namespace xbar;
 using circuits::CellModel;
@@ -18,22 +19,9 @@ using circuits::DirectSolver;
 using circuits::IterativeSolver;
 using core::WireOptions;
 
+using testing_support::SinhIv;
+
 namespace {
-
-// I = g · v_read · sinh(v / v0) / sinh(v_read / v0), written here independently of the library's.
-class SinhIv final : public devices::CellIv {
- public:
-  SinhIv(double v0, double v_read) : v0_(v0), v_read_(v_read) {}
-  void current(double g, double v, double& i, double& di_dv) const override {
-    const double k = g * v_read_ / std::sinh(v_read_ / v0_);
-    i = k * std::sinh(v / v0_);
-    di_dv = k * std::cosh(v / v0_) / v0_;
-  }
-  std::string spice_current(double, const std::string&) const override { return ""; }
-
- private:
-  double v0_, v_read_;
-};
 
 // A device model that breaks down (NaN) beyond 0.3 V.
 class BrokenIv final : public devices::CellIv {

@@ -19,6 +19,10 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "tests/support/files.hpp"
+
+using xbar::testing_support::slurp;
+using xbar::testing_support::user_error_message;
 
 namespace {
 
@@ -63,22 +67,7 @@ class TempDir {
   fs::path path_;
 };
 
-// The message of the UserError that `action` throws ("" and a test failure if it throws none).
-template <typename Action>
-std::string user_error_message(Action&& action) {
-  try {
-    action();
-  } catch (const UserError& error) {
-    return error.what();
-  }
-  ADD_FAILURE() << "expected a UserError";
-  return "";
-}
 
-std::string file_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 // Creation properties and storage type of one dataset, read with the HDF5 C API.
 struct DatasetProperties {
@@ -395,7 +384,7 @@ TEST(TraceWriter, LeavesAnExistingFileUntouchedWithoutCommit) {
     TraceWriter writer(dir / "a.h5");
     writer.write("/x", std::vector<double>{1}, "V");
   }
-  EXPECT_EQ(file_bytes(dir / "a.h5"), "previous");
+  EXPECT_EQ(slurp(dir / "a.h5"), "previous");
   EXPECT_THAT(dir.files(), ElementsAre("a.h5"));
 }
 
@@ -491,9 +480,9 @@ TEST(TraceWriter, WritesByteIdenticalFilesForIdenticalContent) {
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   write_sample_trace(dir / "second.h5");
 
-  const std::string first = file_bytes(dir / "first.h5");
+  const std::string first = slurp(dir / "first.h5");
   EXPECT_GT(first.size(), 0u);
-  EXPECT_TRUE(first == file_bytes(dir / "second.h5"));
+  EXPECT_TRUE(first == slurp(dir / "second.h5"));
 }
 
 TEST(TraceReader, ThrowsUserErrorNamingAMissingFile) {

@@ -10,10 +10,14 @@
 #include <regex>
 #include <sstream>
 
+#include "tests/support/files.hpp"
 #include "core/trace.hpp"
 
 namespace fs = std::filesystem;
 using testing::HasSubstr;
+
+using xbar::testing_support::slurp;
+using xbar::testing_support::user_error_message;
 
 namespace {
 
@@ -22,12 +26,6 @@ struct Outcome {
   std::string out, err;
 };
 
-std::string slurp(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
 class Cli : public testing::Test {
  protected:

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/files.hpp"
 #include "core/error.hpp"
 #include "core/trace.hpp"
 #include "tools/measured.hpp"
@@ -27,6 +28,9 @@ using testing::HasSubstr;
 using xbar::core::UserError;
 using xbar::tools::MeasuredRamp;
 using xbar::tools::MeasuredRamps;
+
+using xbar::testing_support::slurp;
+using xbar::testing_support::user_error_message;
 
 namespace {
 
@@ -43,24 +47,7 @@ const std::vector<int> kResetLengths = {151, 152, 150, 150, 152, 153, 151, 149, 
                                         150, 151, 153, 151, 151, 151, 153, 151, 151, 153, 153, 151, 150, 152,
                                         153, 150, 150, 152, 153, 151, 151, 150, 152, 152, 151, 151};
 
-std::string slurp(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
-// The message of the UserError `call` throws ("" and a test failure if it throws none).
-template <typename Call>
-std::string user_error(Call call) {
-  try {
-    call();
-  } catch (const UserError& error) {
-    return error.what();
-  }
-  ADD_FAILURE() << "no UserError thrown";
-  return "";
-}
 
 // |a - b| <= rel * |b|
 void expect_rel(double a, double b, double rel) { EXPECT_NEAR(a, b, rel * std::abs(b)) << a << " vs " << b; }
@@ -189,28 +176,28 @@ TEST(ImportRampCsv, EmptyNanAndZeroEndRampsAndReadVoltageScales) {
 
 // Each malformed file: the message names the file, the line and the character column.
 TEST(ImportRampCsv, NonNumericCellNamesFileLineColumnAndValue) {
-  const std::string message = user_error(
+  const std::string message = user_error_message(
       [] { xbar::tools::import_ramp_csv(kData / "bad_non_numeric.csv", kData / "good_reset.csv", 0.1, {}, {}); });
   EXPECT_THAT(message, AllOf(HasSubstr("bad_non_numeric.csv:3:8:"), HasSubstr("column 2 (rmp2)"),
                              HasSubstr("'2.1e-4x' is not a number")));
 }
 
 TEST(ImportRampCsv, NegativeCurrentNamesFileLineColumnAndValue) {
-  const std::string message = user_error(
+  const std::string message = user_error_message(
       [] { xbar::tools::import_ramp_csv(kData / "good_set.csv", kData / "bad_negative.csv", 0.1, {}, {}); });
   EXPECT_THAT(message, AllOf(HasSubstr("bad_negative.csv:4:1:"), HasSubstr("column 1 (rmp1)"),
                              HasSubstr("negative current '-1.2e-4'")));
 }
 
 TEST(ImportRampCsv, ValueAfterTheEndOfARampIsAnError) {
-  const std::string message = user_error(
+  const std::string message = user_error_message(
       [] { xbar::tools::import_ramp_csv(kData / "bad_resume.csv", kData / "good_reset.csv", 0.1, {}, {}); });
   EXPECT_THAT(message, AllOf(HasSubstr("bad_resume.csv:5:8:"), HasSubstr("column 2 (rmp2)"),
                              HasSubstr("ramp 2 resumes at line 5 after ending at line 3")));
 }
 
 TEST(ImportRampCsv, HeaderFieldNotRmpKIsAnError) {
-  const std::string message = user_error(
+  const std::string message = user_error_message(
       [] { xbar::tools::import_ramp_csv(kData / "bad_header.csv", kData / "good_reset.csv", 0.1, {}, {}); });
   EXPECT_THAT(message, AllOf(HasSubstr("bad_header.csv:1:11:"), HasSubstr("header field 3 is 'ramp3'"),
                              HasSubstr("expected 'rmp3'")));
@@ -219,46 +206,46 @@ TEST(ImportRampCsv, HeaderFieldNotRmpKIsAnError) {
 TEST_F(MeasuredFiles, HeaderOutOfOrderIsAnError) {
   std::ofstream(dir_ / "swapped.csv") << "rmp2,rmp1\n1e-4,2e-4\n";
   const std::string message =
-      user_error([&] { xbar::tools::import_ramp_csv(dir_ / "swapped.csv", kData / "good_reset.csv", 0.1, {}, {}); });
+      user_error_message([&] { xbar::tools::import_ramp_csv(dir_ / "swapped.csv", kData / "good_reset.csv", 0.1, {}, {}); });
   EXPECT_THAT(message, AllOf(HasSubstr("swapped.csv:1:1:"), HasSubstr("header field 1 is 'rmp2', expected 'rmp1'")));
 }
 
 TEST(ImportRampCsv, RowWithMoreFieldsThanTheHeaderIsAnError) {
-  const std::string message = user_error(
+  const std::string message = user_error_message(
       [] { xbar::tools::import_ramp_csv(kData / "good_set.csv", kData / "bad_too_many_fields.csv", 0.1, {}, {}); });
   EXPECT_THAT(message, AllOf(HasSubstr("bad_too_many_fields.csv:3:15:"), HasSubstr("3 fields, but the header names 2 ramps")));
 }
 
 TEST(ImportRampCsv, EmptyFileIsAnError) {
   const std::string message =
-      user_error([] { xbar::tools::import_ramp_csv(kData / "empty.csv", kData / "good_reset.csv", 0.1, {}, {}); });
+      user_error_message([] { xbar::tools::import_ramp_csv(kData / "empty.csv", kData / "good_reset.csv", 0.1, {}, {}); });
   EXPECT_THAT(message, AllOf(HasSubstr("empty.csv:1:1:"), HasSubstr("empty file")));
 }
 
 TEST(ImportRampCsv, HeaderWithoutRowsHoldsNoRampsAndIsAnError) {
   const std::string message =
-      user_error([] { xbar::tools::import_ramp_csv(kData / "header_only.csv", kData / "good_reset.csv", 0.1, {}, {}); });
+      user_error_message([] { xbar::tools::import_ramp_csv(kData / "header_only.csv", kData / "good_reset.csv", 0.1, {}, {}); });
   EXPECT_THAT(message, AllOf(HasSubstr("header_only.csv:2:1:"), HasSubstr("no data rows")));
 }
 
 TEST(ImportRampCsv, ColumnWithoutValuesIsAnError) {
-  const std::string message = user_error(
+  const std::string message = user_error_message(
       [] { xbar::tools::import_ramp_csv(kData / "bad_empty_column.csv", kData / "good_reset.csv", 0.1, {}, {}); });
   EXPECT_THAT(message, AllOf(HasSubstr("bad_empty_column.csv:2:6:"), HasSubstr("column 2 (rmp2) holds no value")));
 }
 
 TEST(ImportRampCsv, MissingFileIsAnError) {
-  const std::string message = user_error(
+  const std::string message = user_error_message(
       [] { xbar::tools::import_ramp_csv(kData / "no_such.csv", kData / "good_reset.csv", 0.1, {}, {}); });
   EXPECT_THAT(message, HasSubstr("no_such.csv: no such file"));
 }
 
 TEST(ImportRampCsv, HeldOutIdsMustNameExistingRamps) {
-  const std::string message = user_error([] {
+  const std::string message = user_error_message([] {
     xbar::tools::import_ramp_csv(kTaox / "set.csv", kTaox / "reset.csv", 0.1, range(28, 40), range(29, 40));
   });
   EXPECT_THAT(message, AllOf(HasSubstr("held-out SET ramp 40 does not exist"), HasSubstr("set.csv has 39 ramps")));
-  const std::string reset_message = user_error([] {
+  const std::string reset_message = user_error_message([] {
     xbar::tools::import_ramp_csv(kData / "good_set.csv", kData / "good_reset.csv", 0.1, {}, {3});
   });
   EXPECT_THAT(reset_message, HasSubstr("held-out RESET ramp 3 does not exist"));
@@ -266,7 +253,7 @@ TEST(ImportRampCsv, HeldOutIdsMustNameExistingRamps) {
 
 TEST(ImportRampCsv, ReadVoltageMustBePositive) {
   for (double v : {0.0, -0.1, std::numeric_limits<double>::quiet_NaN()}) {
-    const std::string message = user_error(
+    const std::string message = user_error_message(
         [&] { xbar::tools::import_ramp_csv(kData / "good_set.csv", kData / "good_reset.csv", v, {}, {}); });
     EXPECT_THAT(message, HasSubstr("read voltage must be a finite value > 0 V")) << v;
   }
@@ -370,27 +357,27 @@ TEST(ImportPulseResponse, ShortLastSegmentKeepsTheRemainingPulses) {
 
 TEST(ImportPulseResponse, OutOfRangeNormalisedValueNamesLineAndColumn) {
   const std::string message =
-      user_error([] { xbar::tools::import_pulse_response(kData / "pulse_out_of_range.csv", 1e-6, 1e-4, 2); });
+      user_error_message([] { xbar::tools::import_pulse_response(kData / "pulse_out_of_range.csv", 1e-6, 1e-4, 2); });
   EXPECT_THAT(message, AllOf(HasSubstr("pulse_out_of_range.csv:2:5:"), HasSubstr("column 2 (down)"),
                              HasSubstr("'-2.5' lies outside [-2, 2]")));
 }
 
 TEST(ImportPulseResponse, MalformedRowsNameLineAndColumn) {
-  EXPECT_THAT(user_error([] { xbar::tools::import_pulse_response(kData / "pulse_non_numeric.csv", 1e-6, 1e-4, 2); }),
+  EXPECT_THAT(user_error_message([] { xbar::tools::import_pulse_response(kData / "pulse_non_numeric.csv", 1e-6, 1e-4, 2); }),
               AllOf(HasSubstr("pulse_non_numeric.csv:2:5:"), HasSubstr("'abc' is not a finite number")));
   EXPECT_THAT(
-      user_error([] { xbar::tools::import_pulse_response(kData / "pulse_too_many_fields.csv", 1e-6, 1e-4, 2); }),
+      user_error_message([] { xbar::tools::import_pulse_response(kData / "pulse_too_many_fields.csv", 1e-6, 1e-4, 2); }),
       AllOf(HasSubstr("pulse_too_many_fields.csv:2:9:"), HasSubstr("expected 2 values"), HasSubstr("got 3")));
-  EXPECT_THAT(user_error([] { xbar::tools::import_pulse_response(kData / "empty.csv", 1e-6, 1e-4, 2); }),
+  EXPECT_THAT(user_error_message([] { xbar::tools::import_pulse_response(kData / "empty.csv", 1e-6, 1e-4, 2); }),
               AllOf(HasSubstr("empty.csv:1:1:"), HasSubstr("empty file")));
 }
 
 TEST(ImportPulseResponse, ConductanceRangeAndSegmentAreValidated) {
-  EXPECT_THAT(user_error([] { xbar::tools::import_pulse_response(kGong, 1e-4, 1e-6, 100); }),
+  EXPECT_THAT(user_error_message([] { xbar::tools::import_pulse_response(kGong, 1e-4, 1e-6, 100); }),
               HasSubstr("need 0 <= g_min < g_max"));
-  EXPECT_THAT(user_error([] { xbar::tools::import_pulse_response(kGong, -1e-6, 1e-4, 100); }),
+  EXPECT_THAT(user_error_message([] { xbar::tools::import_pulse_response(kGong, -1e-6, 1e-4, 100); }),
               HasSubstr("need 0 <= g_min < g_max"));
-  EXPECT_THAT(user_error([] { xbar::tools::import_pulse_response(kGong, 1e-6, 1e-4, 1); }),
+  EXPECT_THAT(user_error_message([] { xbar::tools::import_pulse_response(kGong, 1e-6, 1e-4, 1); }),
               HasSubstr("at least 2 pulses per ramp"));
 }
 
@@ -406,12 +393,12 @@ TEST(ParseIndexRanges, ExpandsRangesSortedWithoutDuplicates) {
 
 TEST(ParseIndexRanges, MalformedTextNamesTheOptionAndTheItem) {
   for (const char* text : {"1-", "a", "0", "-3", "2.5", "1-2-3"}) {
-    const std::string message = user_error([&] { xbar::tools::parse_index_ranges(text, "--heldout-reset"); });
+    const std::string message = user_error_message([&] { xbar::tools::parse_index_ranges(text, "--heldout-reset"); });
     EXPECT_THAT(message, AllOf(HasSubstr("--heldout-reset:"), HasSubstr(std::string("'") + text + "'"))) << text;
   }
-  EXPECT_THAT(user_error([] { xbar::tools::parse_index_ranges("5-3", "--heldout-set"); }),
+  EXPECT_THAT(user_error_message([] { xbar::tools::parse_index_ranges("5-3", "--heldout-set"); }),
               AllOf(HasSubstr("--heldout-set"), HasSubstr("'5-3'"), HasSubstr("ends before it starts")));
-  EXPECT_THAT(user_error([] { xbar::tools::parse_index_ranges("1,,2", "--heldout-set"); }),
+  EXPECT_THAT(user_error_message([] { xbar::tools::parse_index_ranges("1,,2", "--heldout-set"); }),
               AllOf(HasSubstr("--heldout-set"), HasSubstr("empty item")));
 }
 
@@ -437,7 +424,7 @@ TEST(SplitRamps, FitNeverHoldsAHeldOutRampAndFitPlusHeldoutIsAll) {
 
 TEST(SplitRamps, UnknownSplitNameIsAnError) {
   const MeasuredRamps ramps = import_taox();
-  EXPECT_THAT(user_error([&] { xbar::tools::split_ramps(ramps, "train"); }),
+  EXPECT_THAT(user_error_message([&] { xbar::tools::split_ramps(ramps, "train"); }),
               AllOf(HasSubstr("unknown split 'train'"), HasSubstr("fit, heldout or all")));
 }
 
@@ -502,13 +489,13 @@ TEST_F(MeasuredFiles, RoundTripOfAnEmptyDirection) {
 TEST_F(MeasuredFiles, WriteRejectsInvalidRampsWithoutCreatingAFile) {
   MeasuredRamps ramps;
   ramps.set = {{{1, {1e-5}}, false}, {{1, {2e-5}}, false}};
-  EXPECT_THAT(user_error([&] { xbar::tools::write_measured(ramps, dir_ / "m.h5"); }),
+  EXPECT_THAT(user_error_message([&] { xbar::tools::write_measured(ramps, dir_ / "m.h5"); }),
               AllOf(HasSubstr("m.h5"), HasSubstr("set ramp id 1 appears twice")));
   ramps.set = {{{1, {1e-5, std::numeric_limits<double>::quiet_NaN()}}, false}};
-  EXPECT_THAT(user_error([&] { xbar::tools::write_measured(ramps, dir_ / "m.h5"); }),
+  EXPECT_THAT(user_error_message([&] { xbar::tools::write_measured(ramps, dir_ / "m.h5"); }),
               HasSubstr("set ramp 1 value 1 is nan"));
   ramps.set = {{{1, {}}, false}};
-  EXPECT_THAT(user_error([&] { xbar::tools::write_measured(ramps, dir_ / "m.h5"); }), HasSubstr("has no values"));
+  EXPECT_THAT(user_error_message([&] { xbar::tools::write_measured(ramps, dir_ / "m.h5"); }), HasSubstr("has no values"));
   EXPECT_TRUE(folder_listing().empty());
 }
 
@@ -555,7 +542,7 @@ TEST_F(MeasuredFiles, ReaderNamesTheFileAndTheMissingOrInconsistentObject) {
   const auto read_error = [&](const HandWritten& spec) {
     fs::remove(file);
     spec.write(file);
-    return user_error([&] { xbar::tools::read_measured(file); });
+    return user_error_message([&] { xbar::tools::read_measured(file); });
   };
   HandWritten missing;
   missing.with_reset_length = false;

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/files.hpp"
 #include "core/card.hpp"
 #include "core/error.hpp"
 #include "core/random.hpp"
@@ -40,6 +41,9 @@ using xbar::tools::MeasuredRamp;
 using xbar::tools::MeasuredRamps;
 using xbar::tools::ScoreSettings;
 
+using xbar::testing_support::slurp;
+using xbar::testing_support::user_error_message;
+
 namespace {
 
 constexpr double kUs = 1e-6;
@@ -47,23 +51,7 @@ const fs::path kData = fs::path(XBAR_SOURCE_DIR) / "tests" / "data" / "measured"
 const fs::path kTaox = kData / "rram_taox_pulse_ramps";
 const fs::path kTaoxCard = fs::path(XBAR_SOURCE_DIR) / "cards" / "rram-taox-pulse.yaml";
 
-std::string slurp(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
-template <typename Call>
-std::string user_error(Call call) {
-  try {
-    call();
-  } catch (const UserError& error) {
-    return error.what();
-  }
-  ADD_FAILURE() << "no UserError thrown";
-  return "";
-}
 
 xbar::core::Card load_card(const fs::path& file, const std::vector<std::string>& overrides = {}) {
   const auto& registry = xbar::devices::builtin_devices();
@@ -272,11 +260,11 @@ TEST(ScoreDirection, KsOfShiftedStepsIsLargeAndOnlyPopulatedBinsCount) {
 
 TEST(ScoreDirection, MismatchedShapesAreUserErrors) {
   const std::vector<double> g = {1 * kUs, 2 * kUs};
-  EXPECT_THAT(user_error([&] { xbar::tools::score_direction({{1, g}}, {}, {0, 1e-4, 10, 20}); }),
+  EXPECT_THAT(user_error_message([&] { xbar::tools::score_direction({{1, g}}, {}, {0, 1e-4, 10, 20}); }),
               HasSubstr("1 measured ramps but 0 simulated"));
-  EXPECT_THAT(user_error([&] { xbar::tools::score_direction({{7, g}}, {{{1 * kUs}}}, {0, 1e-4, 10, 20}); }),
+  EXPECT_THAT(user_error_message([&] { xbar::tools::score_direction({{7, g}}, {{{1 * kUs}}}, {0, 1e-4, 10, 20}); }),
               HasSubstr("ramp 7 holds 2 values"));
-  EXPECT_THAT(user_error([&] { xbar::tools::score_direction({{1, g}}, {copies(g, 2)}, {1e-4, 1e-4, 10, 20}); }),
+  EXPECT_THAT(user_error_message([&] { xbar::tools::score_direction({{1, g}}, {copies(g, 2)}, {1e-4, 1e-4, 10, 20}); }),
               HasSubstr("g_lo < g_hi"));
 }
 
@@ -333,7 +321,7 @@ workload: {read_times: [0]}
     EXPECT_NEAR(s->coverage, 0.882, 0.07);
   }
   // Every split but the one holding the ramps is empty.
-  EXPECT_THAT(user_error([&] { xbar::tools::validate_card(card, measured, {"fit", 200, 10}); }),
+  EXPECT_THAT(user_error_message([&] { xbar::tools::validate_card(card, measured, {"fit", 200, 10}); }),
               HasSubstr("split 'fit' holds no ramps"));
   // Replays are seeded by the card: the same report twice.
   const auto again = xbar::tools::validate_card(card, measured, {"heldout", 100, 10});
@@ -346,7 +334,7 @@ workload: {read_times: [0]}
 TEST(Calibrate, RefusesEverySplitButFit) {
   const MeasuredRamps measured = import_taox();
   for (const char* split : {"heldout", "all", "everything"}) {
-    EXPECT_THAT(user_error([&] { xbar::tools::calibrate(measured, split, 10); }),
+    EXPECT_THAT(user_error_message([&] { xbar::tools::calibrate(measured, split, 10); }),
                 AllOf(HasSubstr(std::string("--split ") + split), HasSubstr("fitting split only"),
                       HasSubstr("held-out ramps are reserved for scoring")));
   }
@@ -435,7 +423,7 @@ TEST(Calibrate, ParametersOutsideTheCardsRangesAreMovedIntoThemAndRecorded) {
 
 TEST(Calibrate, BaseCardOfAnotherModelIsRefused) {
   const auto ideal = load_card(fs::path(XBAR_SOURCE_DIR) / "cards" / "ideal.yaml");
-  EXPECT_THAT(user_error([&] { xbar::tools::fitted_card_yaml(ideal, {}, {}); }),
+  EXPECT_THAT(user_error_message([&] { xbar::tools::fitted_card_yaml(ideal, {}, {}); }),
               AllOf(HasSubstr("ideal.yaml"), HasSubstr("device.model"), HasSubstr("rram-step"), HasSubstr("'ideal'")));
 }
 
