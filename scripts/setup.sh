@@ -6,7 +6,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 packages=(build-essential cmake ninja-build pkg-config
   libeigen3-dev libsuitesparse-dev libboost-dev libhdf5-dev libtbb-dev
   libyaml-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
-  libfmt-dev libopenblas-dev zlib1g-dev
+  libfmt-dev libopenblas-dev zlib1g-dev dataset-fashion-mnist
   ngspice python3-matplotlib python3-h5py python3-numpy)
 missing=()
 for p in "${packages[@]}"; do
