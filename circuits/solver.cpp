@@ -8,7 +8,7 @@ namespace xbar::circuits {
 
 std::string resolve_method(const core::SolverOptions& options, bool nonlinear_cells, int vectors_per_state) {
   if (options.method != "auto") return options.method;
-  if (nonlinear_cells) return "direct";
+  if (nonlinear_cells) return "iterative";  // Newton with line-preconditioned CG steps: no factorisation per step
   return vectors_per_state >= 8 ? "effective" : "iterative";
 }
 

@@ -222,10 +222,10 @@ TEST(Tile, VariationFieldScalesEveryConductanceTheModelProduces) {
   EXPECT_GT(lag1, 0.8);
 }
 
-TEST(Solver, AutoPicksNewtonForNonlinearCellsAndAmortisesTheEffectiveMatrixOverManyVectors) {
+TEST(Solver, AutoPicksIterativeNewtonForNonlinearCellsAndAmortisesTheEffectiveMatrixOverManyVectors) {
   core::SolverOptions options;
   options.method = "auto";
-  EXPECT_EQ(circuits::resolve_method(options, true, 64), "direct");
+  EXPECT_EQ(circuits::resolve_method(options, true, 64), "iterative");
   EXPECT_EQ(circuits::resolve_method(options, false, 64), "effective");
   EXPECT_EQ(circuits::resolve_method(options, false, 2), "iterative");
   options.method = "iterative";
