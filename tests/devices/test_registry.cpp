@@ -8,25 +8,14 @@
 #include "core/card.hpp"
 #include "core/error.hpp"
 #include "devices/registry.hpp"
+#include "tests/support/cards.hpp"
 
 using namespace xbar;
 
 namespace {
 
 // A card for `model` with all its defaults, a 1-40 uS window.
-core::Card default_card(const std::string& model) {
-  const auto& registry = devices::builtin_devices();
-  const std::string text = R"(seed: 1
-tile: {rows: 4, cols: 6, wires: {r_wl_segment: 1, r_bl_segment: 1, r_source: 0, r_sense: 0}}
-device: {model: )" + model + R"(, g_min: 1.0e-6, g_max: 40.0e-6}
-dac: {bits: 0, v_read: 0.2}
-adc: {bits: 0}
-mapping: {scheme: differential}
-solver: {method: direct}
-workload: {read_times: [0]}
-)";
-  return core::load_card_text(text, model + ".yaml", {}, registry.param_lookup(), registry.names());
-}
+core::Card default_card(const std::string& model) { return testing_support::device_card(model, {}, 4, 6); }
 
 }  // namespace
 

@@ -8,6 +8,7 @@
 
 #include "core/card.hpp"
 #include "core/random.hpp"
+#include "tests/support/cards.hpp"
 #include "devices/registry.hpp"
 #include "devices/stanford_pku.hpp"
 
@@ -20,17 +21,7 @@ constexpr double kNm = 1e-9;
 constexpr double kBoltzmannEv = 8.617333262e-5;
 
 core::Card stanford_card(const std::vector<std::string>& overrides = {}, double g_min = 1e-6, double g_max = 40e-6) {
-  const auto& registry = devices::builtin_devices();
-  const std::string text = R"(seed: 1
-tile: {rows: 4, cols: 4, wires: {r_wl_segment: 1, r_bl_segment: 1, r_source: 0, r_sense: 0}}
-device: {model: rram-stanford-pku, g_min: )" + std::to_string(g_min) + ", g_max: " + std::to_string(g_max) + R"(}
-dac: {bits: 0, v_read: 0.2}
-adc: {bits: 0}
-mapping: {scheme: differential}
-solver: {method: direct}
-workload: {read_times: [0]}
-)";
-  return core::load_card_text(text, "stanford.yaml", overrides, registry.param_lookup(), registry.names());
+  return testing_support::device_card("rram-stanford-pku", overrides, 4, 4, g_min, g_max);
 }
 
 struct Model {

@@ -18,6 +18,8 @@
 #include "core/card.hpp"
 #include "core/error.hpp"
 #include "core/random.hpp"
+#include "tests/support/cards.hpp"
+#include "tests/support/step_ramps.hpp"
 #include "devices/registry.hpp"
 #include "devices/step_model.hpp"
 
@@ -29,6 +31,10 @@ using devices::RampData;
 using devices::StepDevice;
 using devices::StepModelParams;
 
+using xbar::testing_support::known_step_params;
+using xbar::testing_support::spread_targets;
+using xbar::testing_support::synthetic_ramp_data;
+
 namespace {
 
 constexpr double kUs = 1e-6;  // S per uS
@@ -36,46 +42,6 @@ const Pulse kSet{1.0, 0.0};
 const Pulse kReset{-1.0, 0.0};
 
 // ---- synthetic data ----------------------------------------------------------------------------
-
-// Known parameters (S): linear soft-bound tables over a 10-60 uS window (SET steps shrinking towards
-// g_max, RESET steps growing in magnitude towards it), 10 % device-to-device variation, a SET
-// reversal transient and none for RESET. Ramps of 150 pulses from near one end cross most of the
-// window without reaching the other bound, so no step is clamped.
-StepModelParams known_params() {
-  StepModelParams p;
-  p.g_min = 10 * kUs;
-  p.g_max = 60 * kUs;
-  p.g_nodes = {10 * kUs, 60 * kUs};
-  p.up_mean = {0.40 * kUs, 0.05 * kUs};
-  p.up_std = {0.10 * kUs, 0.05 * kUs};
-  p.down_mean = {-0.05 * kUs, -0.40 * kUs};
-  p.down_std = {0.05 * kUs, 0.10 * kUs};
-  p.d2d_sigma_up = 0.1;
-  p.d2d_sigma_down = 0.1;
-  p.up_reversal_depth = 0.5;
-  p.up_reversal_decay = 3.0;
-  p.down_reversal_depth = 0.0;
-  return p;
-}
-
-// `count` ramps of `pulses` pulses per direction, each a fresh device at the cycle of its id
-// (1, 2, ...): SET ramps start uniformly in [11, 13] uS, RESET ramps in [57, 59] uS.
-RampData synthetic_ramps(const StepDevice& device, int count, int pulses, std::uint64_t seed) {
-  RampData data;
-  for (int up = 0; up < 2; ++up)
-    for (int k = 0; k < count; ++k) {
-      core::RandomStream rng(seed, "synthetic_ramp", {static_cast<std::uint64_t>(up), static_cast<std::uint64_t>(k)});
-      const double start = up ? rng.uniform(11 * kUs, 13 * kUs) : rng.uniform(57 * kUs, 59 * kUs);
-      CellState state = device.initial_state_at(start, k + 1, rng);
-      Ramp ramp{k + 1, {device.conductance(state)}};
-      for (int i = 0; i < pulses; ++i) {
-        device.apply_pulse(state, up ? kSet : kReset, rng);
-        ramp.g.push_back(device.conductance(state));
-      }
-      (up ? data.set : data.reset).push_back(std::move(ramp));
-    }
-  return data;
-}
 
 // ---- the measured TaOx ramps --------------------------------------------------------------------
 
@@ -176,22 +142,7 @@ double largest_relative_difference(const StepModelParams& a, const StepModelPara
 // ---- cards ---------------------------------------------------------------------------------------
 
 core::Card step_card(const std::vector<std::string>& overrides = {}, int rows = 4, int cols = 4) {
-  const auto& registry = devices::builtin_devices();
-  const std::string text = "seed: 1\ntile: {rows: " + std::to_string(rows) + ", cols: " + std::to_string(cols) + R"(, wires: {r_wl_segment: 1, r_bl_segment: 1, r_source: 0, r_sense: 0}}
-device: {model: rram-step, g_min: 1.0e-6, g_max: 40.0e-6}
-dac: {bits: 0, v_read: 0.2}
-adc: {bits: 0}
-mapping: {scheme: differential}
-solver: {method: direct}
-workload: {read_times: [0]}
-)";
-  return core::load_card_text(text, "step.yaml", overrides, registry.param_lookup(), registry.names());
-}
-
-Eigen::MatrixXd spread_targets(int rows, int cols, double g_min, double g_max) {
-  Eigen::MatrixXd target(rows, cols);
-  for (int k = 0; k < rows * cols; ++k) target(k / cols, k % cols) = g_min + (g_max - g_min) * k / (rows * cols - 1.0);
-  return target;
+  return testing_support::device_card("rram-step", overrides, rows, cols);
 }
 
 // A device whose tables are constant (mean m, spread s over the window) with the given
@@ -215,10 +166,10 @@ StepModelParams flat_params(double m_up, double s_up, double m_down, double s_do
 // ---- the fit -------------------------------------------------------------------------------------
 
 TEST(StepModelFit, RecoversKnownParametersFromSyntheticRamps) {
-  const StepModelParams truth = known_params();
+  const StepModelParams truth = known_step_params();
   const StepDevice device(truth);
   constexpr int kRamps = 40, kPulses = 150, kBins = 4;
-  const RampData data = synthetic_ramps(device, kRamps, kPulses, 2024);
+  const RampData data = synthetic_ramp_data(device, kRamps, kPulses, 2024);
   const StepModelParams fit = devices::fit_step_model(data, kBins);
   const StepDevice fitted(fit);
 
@@ -285,13 +236,13 @@ TEST(StepModelFit, RecoversKnownParametersFromSyntheticRamps) {
 TEST(StepModelFit, RecoversAKnownCycleAgeingSlope) {
   // Ramp k is cycle k (its id); the SET steps shrink by 0.4 % per cycle, the RESET steps grow by
   // 0.3 %, around a 5 % device-to-device (ramp-to-ramp) spread.
-  StepModelParams truth = known_params();
+  StepModelParams truth = known_step_params();
   truth.d2d_sigma_up = truth.d2d_sigma_down = 0.05;
   truth.up_ageing = -0.004;
   truth.down_ageing = 0.003;
   const StepDevice device(truth);
   constexpr int kRamps = 60, kPulses = 150, kBins = 4;
-  const RampData data = synthetic_ramps(device, kRamps, kPulses, 77);
+  const RampData data = synthetic_ramp_data(device, kRamps, kPulses, 77);
   const StepModelParams fit = devices::fit_step_model(data, kBins);
   // The slope of an ordinary least-squares line through R log factors at cycles 1..R has a
   // standard error of sqrt(sigma² + u) / sqrt(Sxx), Sxx = R (R² - 1) / 12, where u is the
@@ -321,19 +272,19 @@ TEST(StepModelFit, RecoversAKnownCycleAgeingSlope) {
 TEST(StepModelFit, KeepsNoAgeingTrendWhenTheDataHaveNone) {
   // Same layout as above without ageing, several seeds: the likelihood-ratio test at p = 0.001
   // keeps no trend (and a kept one would have to be small).
-  StepModelParams truth = known_params();
+  StepModelParams truth = known_step_params();
   truth.d2d_sigma_up = truth.d2d_sigma_down = 0.05;
   const StepDevice device(truth);
   for (std::uint64_t seed : {1u, 2u, 3u}) {
-    const StepModelParams fit = devices::fit_step_model(synthetic_ramps(device, 60, 150, seed), 4);
+    const StepModelParams fit = devices::fit_step_model(synthetic_ramp_data(device, 60, 150, seed), 4);
     EXPECT_EQ(fit.up_ageing, 0.0) << "seed " << seed;
     EXPECT_EQ(fit.down_ageing, 0.0) << "seed " << seed;
   }
 }
 
 TEST(StepModelFit, RefusesTooFewStepsPerBinAndSuggestsFewerBins) {
-  const StepDevice device(known_params());
-  const RampData data = synthetic_ramps(device, 3, 20, 7);
+  const StepDevice device(known_step_params());
+  const RampData data = synthetic_ramp_data(device, 3, 20, 7);
   try {
     devices::fit_step_model(data, 40);
     FAIL() << "expected a UserError";
@@ -387,7 +338,7 @@ TEST(StepModelFit, TaoxFittingSplitGivesTheSameFitWhateverTheHeldOutValues) {
 // ---- the PulseDevice -----------------------------------------------------------------------------
 
 TEST(StepDevice, SingleStepMeanAndSpreadMatchTheTables) {
-  StepModelParams p = known_params();
+  StepModelParams p = known_step_params();
   p.d2d_sigma_up = p.d2d_sigma_down = 0;
   p.up_reversal_depth = 0;
   const StepDevice device(p);
@@ -601,7 +552,7 @@ TEST(StepModelProgramming, SameSeedSameResultWithOneAndTwoThreads) {
 // ---- replay --------------------------------------------------------------------------------------
 
 TEST(StepReplay, ReplaysHaveTheMeasuredLengthsAndStartsAndAreReproducible) {
-  const StepDevice device(known_params());
+  const StepDevice device(known_step_params());
   const std::vector<Ramp> ramps = {{1, {12 * kUs, 12.4 * kUs, 12.8 * kUs, 13.1 * kUs}},
                                    {2, {20 * kUs}},
                                    {3, {}},
@@ -634,7 +585,7 @@ TEST(StepReplay, ReplaysHaveTheMeasuredLengthsAndStartsAndAreReproducible) {
   for (std::size_t i = 1; i < ramps[3].g.size(); ++i) device.apply_pulse(s, kSet, stream);
   EXPECT_DOUBLE_EQ(a[3][2].back(), device.conductance(s));
   // Ageing: a ramp replays at the cycle of its id; initial_state() at params().cycle.
-  StepModelParams aged = known_params();
+  StepModelParams aged = known_step_params();
   aged.up_ageing = -0.01;
   aged.d2d_sigma_up = 0;
   aged.cycle = 30;

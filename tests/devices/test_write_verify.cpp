@@ -12,12 +12,15 @@
 #include "core/card.hpp"
 #include "core/error.hpp"
 #include "core/random.hpp"
+#include "tests/support/cards.hpp"
 #include "devices/pulse.hpp"
 #include "devices/registry.hpp"
 
 using namespace xbar;
 using devices::CellState;
 using devices::Pulse;
+
+using xbar::testing_support::spread_targets;
 
 namespace {
 
@@ -61,23 +64,7 @@ CellState at(double g) {
 }
 
 core::Card stanford_card(const std::vector<std::string>& overrides = {}) {
-  const auto& registry = devices::builtin_devices();
-  const std::string text = R"(seed: 1
-tile: {rows: 4, cols: 4, wires: {r_wl_segment: 1, r_bl_segment: 1, r_source: 0, r_sense: 0}}
-device: {model: rram-stanford-pku, g_min: 1.0e-6, g_max: 40.0e-6}
-dac: {bits: 0, v_read: 0.2}
-adc: {bits: 0}
-mapping: {scheme: differential}
-solver: {method: direct}
-workload: {read_times: [0]}
-)";
-  return core::load_card_text(text, "stanford.yaml", overrides, registry.param_lookup(), registry.names());
-}
-
-Eigen::MatrixXd spread_targets(int rows, int cols, double g_min, double g_max) {
-  Eigen::MatrixXd target(rows, cols);
-  for (int k = 0; k < rows * cols; ++k) target(k / cols, k % cols) = g_min + (g_max - g_min) * k / (rows * cols - 1.0);
-  return target;
+  return testing_support::device_card("rram-stanford-pku", overrides);
 }
 
 }  // namespace

@@ -16,35 +16,20 @@
 namespace fs = std::filesystem;
 using testing::HasSubstr;
 
+using xbar::testing_support::Outcome;
+using xbar::testing_support::run_command;
 using xbar::testing_support::slurp;
 using xbar::testing_support::user_error_message;
 
 namespace {
 
-struct Outcome {
-  int exit_code;
-  std::string out, err;
-};
 
 
-class Cli : public testing::Test {
+class Cli : public xbar::testing_support::TempDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("xbar-cli-" + std::to_string(::getpid()) + "-" +
-            testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   // Runs `xbar ARGS` from the repository root.
   Outcome xbar(const std::string& args) const {
-    const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
-    const std::string command = std::string("cd '") + XBAR_SOURCE_DIR + "' && '" + XBAR_EXECUTABLE + "' " + args +
-                                " >'" + out.string() + "' 2>'" + err.string() + "'";
-    const int status = std::system(command.c_str());
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+    return run_command(XBAR_EXECUTABLE, args, XBAR_SOURCE_DIR, dir_ / "stdout.txt", dir_ / "stderr.txt");
   }
 
   fs::path write_card(const std::string& name, const std::string& text) const {
@@ -52,8 +37,6 @@ class Cli : public testing::Test {
     std::ofstream(path) << text;
     return path;
   }
-
-  fs::path dir_;
 };
 
 // A small tile with every stochastic part of the periphery switched on.

@@ -29,6 +29,8 @@ using xbar::core::UserError;
 using xbar::tools::MeasuredRamp;
 using xbar::tools::MeasuredRamps;
 
+using xbar::testing_support::Outcome;
+using xbar::testing_support::run_command;
 using xbar::testing_support::slurp;
 using xbar::testing_support::user_error_message;
 
@@ -82,25 +84,7 @@ void read_two_columns(const fs::path& file, std::vector<double>& up, std::vector
 }
 
 // A fresh folder per test, removed afterwards.
-class MeasuredFiles : public testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("xbar-measured-" + std::to_string(::getpid()) + "-" +
-                                        testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  std::vector<std::string> folder_listing() const {
-    std::vector<std::string> names;
-    for (const auto& entry : fs::directory_iterator(dir_)) names.push_back(entry.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-
-  fs::path dir_;
-};
+class MeasuredFiles : public xbar::testing_support::TempDirTest {};
 
 // ---- the TaOx ramps (column-per-ramp CSV)
 
@@ -570,24 +554,18 @@ TEST_F(MeasuredFiles, ReaderNamesTheFileAndTheMissingOrInconsistentObject) {
 
 // ---- the command line
 
-struct Outcome {
-  int exit_code;
-  std::string out, err;
-};
 
 class ImportCli : public MeasuredFiles {
  protected:
   // Runs `xbar ARGS` from the repository root; its output goes beside the test folder.
   Outcome xbar(const std::string& args) const {
     const fs::path out = dir_.string() + ".stdout", err = dir_.string() + ".stderr";
-    const std::string command = std::string("cd '") + XBAR_SOURCE_DIR + "' && '" + XBAR_EXECUTABLE + "' " + args +
-                                " >'" + out.string() + "' 2>'" + err.string() + "'";
-    const int status = std::system(command.c_str());
-    Outcome outcome{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+    Outcome outcome = run_command(XBAR_EXECUTABLE, args, XBAR_SOURCE_DIR, out, err);
     fs::remove(out);
     fs::remove(err);
     return outcome;
   }
+
 };
 
 TEST_F(ImportCli, ImportRampsWritesTheFileAndPrintsASummary) {

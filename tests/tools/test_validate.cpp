@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "tests/support/files.hpp"
+#include "tests/support/step_ramps.hpp"
 #include "core/card.hpp"
 #include "core/error.hpp"
 #include "core/random.hpp"
@@ -41,7 +42,11 @@ using xbar::tools::MeasuredRamp;
 using xbar::tools::MeasuredRamps;
 using xbar::tools::ScoreSettings;
 
+using xbar::testing_support::Outcome;
+using xbar::testing_support::run_command;
+using xbar::testing_support::known_step_params;
 using xbar::testing_support::slurp;
+using xbar::testing_support::synthetic_ramps;
 using xbar::testing_support::user_error_message;
 
 namespace {
@@ -72,42 +77,6 @@ MeasuredRamps import_taox() {
 // Simulated repetitions that are all copies of `g`.
 std::vector<std::vector<double>> copies(const std::vector<double>& g, int n) {
   return std::vector<std::vector<double>>(n, g);
-}
-
-// ---- synthetic ramps of a known device (as in tests/devices/test_step_model.cpp) -----------------
-
-StepModelParams known_params() {
-  StepModelParams p;
-  p.g_min = 10 * kUs;
-  p.g_max = 60 * kUs;
-  p.g_nodes = {10 * kUs, 60 * kUs};
-  p.up_mean = {0.40 * kUs, 0.05 * kUs};
-  p.up_std = {0.10 * kUs, 0.05 * kUs};
-  p.down_mean = {-0.05 * kUs, -0.40 * kUs};
-  p.down_std = {0.05 * kUs, 0.10 * kUs};
-  p.d2d_sigma_up = 0.1;
-  p.d2d_sigma_down = 0.1;
-  p.up_reversal_depth = 0.5;
-  p.up_reversal_decay = 3.0;
-  return p;
-}
-
-// `count` ramps of `pulses` pulses per direction from the device itself, each a fresh device: SET
-// ramps start in [11, 13] uS, RESET ramps in [57, 59] uS.
-std::vector<Ramp> synthetic_ramps(const StepDevice& device, bool up, int count, int pulses, std::uint64_t seed) {
-  std::vector<Ramp> ramps;
-  for (int k = 0; k < count; ++k) {
-    xbar::core::RandomStream rng(seed, "synthetic_ramp", {up ? 1u : 0u, static_cast<std::uint64_t>(k)});
-    const double start = up ? rng.uniform(11 * kUs, 13 * kUs) : rng.uniform(57 * kUs, 59 * kUs);
-    CellState state = device.initial_state(start, rng);
-    Ramp ramp{k + 1, {device.conductance(state)}};
-    for (int i = 0; i < pulses; ++i) {
-      device.apply_pulse(state, Pulse{up ? 1.0 : -1.0, 0.0}, rng);
-      ramp.g.push_back(device.conductance(state));
-    }
-    ramps.push_back(std::move(ramp));
-  }
-  return ramps;
 }
 
 void expect_rel(double a, double b, double rel) { EXPECT_NEAR(a, b, rel * std::abs(b)) << a << " vs " << b; }
@@ -279,7 +248,7 @@ TEST(ScoreDirection, MismatchedShapesAreUserErrors) {
 // mostly inside or outside as a whole (sd about 0.025). Seeds 1-12 gave ks_max 0.035-0.10 and
 // coverage 0.84-0.92 per direction.
 TEST(ValidateRoundTrip, RampsOfTheSameModelScoreNearPerfect) {
-  const StepDevice device(known_params());
+  const StepDevice device(known_step_params());
   constexpr int kRamps = 200, kPulses = 150, kRepetitions = 100;
   for (bool up : {true, false}) {
     const std::vector<Ramp> measured = synthetic_ramps(device, up, kRamps, kPulses, 77);
@@ -297,7 +266,7 @@ TEST(ValidateRoundTrip, RampsOfTheSameModelScoreNearPerfect) {
 // The same through validate_card: a card holding the known model (relative tables) scores synthetic
 // "measured" ramps of that model as well.
 TEST(ValidateRoundTrip, ValidateCardScoresRampsOfItsOwnModel) {
-  const StepModelParams p = known_params();
+  const StepModelParams p = known_step_params();
   const StepDevice device(p);
   MeasuredRamps measured;
   for (bool up : {true, false})
@@ -444,35 +413,12 @@ TEST(Calibrate, CalibratedCardScoresBetterThanTheUncalibratedOneOnHeldOutRamps) 
 
 // ---- the report file ---------------------------------------------------------------------------------
 
-class ValidateFiles : public testing::Test {
+class ValidateFiles : public xbar::testing_support::TempDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("xbar-validate-" + std::to_string(::getpid()) + "-" +
-                                        testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  std::vector<std::string> folder_listing() const {
-    std::vector<std::string> names;
-    for (const auto& entry : fs::directory_iterator(dir_)) names.push_back(entry.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-
-  struct Outcome {
-    int exit_code;
-    std::string out, err;
-  };
-
   // Runs `xbar ARGS` from the repository root.
   Outcome xbar(const std::string& args) const {
     const fs::path out = dir_.string() + ".stdout", err = dir_.string() + ".stderr";
-    const std::string command = std::string("cd '") + XBAR_SOURCE_DIR + "' && '" + XBAR_EXECUTABLE + "' " + args +
-                                " >'" + out.string() + "' 2>'" + err.string() + "'";
-    const int status = std::system(command.c_str());
-    Outcome outcome{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+    Outcome outcome = run_command(XBAR_EXECUTABLE, args, XBAR_SOURCE_DIR, out, err);
     fs::remove(out);
     fs::remove(err);
     return outcome;
@@ -484,8 +430,6 @@ class ValidateFiles : public testing::Test {
     xbar::tools::write_measured(import_taox(), file);
     return file;
   }
-
-  fs::path dir_;
 };
 
 TEST_F(ValidateFiles, ReportHoldsRampsBandMetricsAndKsWithUnits) {
