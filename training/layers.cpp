@@ -299,6 +299,14 @@ std::vector<Eigen::MatrixXd*> Sequential::gradients() {
   return all;
 }
 
+std::vector<Eigen::MatrixXd*> Sequential::buffers() {
+  std::vector<Eigen::MatrixXd*> all;
+  for (auto& layer : layers_) {
+    for (Eigen::MatrixXd* b : layer->buffers()) all.push_back(b);
+  }
+  return all;
+}
+
 std::string Sequential::name() const {
   std::string s = "Sequential(";
   for (std::size_t i = 0; i < layers_.size(); ++i) s += (i ? ", " : "") + layers_[i]->name();

@@ -47,6 +47,8 @@ class Layer {
   // Trainable parameters and their gradients, in matching order (empty for stateless layers).
   virtual std::vector<Eigen::MatrixXd*> parameters() { return {}; }
   virtual std::vector<Eigen::MatrixXd*> gradients() { return {}; }
+  // Non-trainable state that a checkpoint must keep (e.g. an analog layer's input scale).
+  virtual std::vector<Eigen::MatrixXd*> buffers() { return {}; }
   // Sets every gradient to zero.
   void zero_grad();
 
@@ -198,6 +200,7 @@ class Sequential : public Layer {
   // The parameters (gradients) of all layers, layer by layer.
   std::vector<Eigen::MatrixXd*> parameters() override;
   std::vector<Eigen::MatrixXd*> gradients() override;
+  std::vector<Eigen::MatrixXd*> buffers() override;
   std::string name() const override;
 
   std::size_t size() const { return layers_.size(); }
