@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 
+#include "circuits/effective_solver.hpp"
 #include "core/error.hpp"
 
 namespace xbar::circuits {
@@ -53,7 +54,7 @@ Tile::Tile(const core::Card& card, const devices::DeviceRegistry& registry, int 
       }()),
       rtn_options_(rtn_options(card.device)) {}
 
-void Tile::program(const Eigen::MatrixXd& weights) {
+void Tile::program(const Eigen::MatrixXd& weights, bool take_reference) {
   const auto tile = static_cast<std::uint64_t>(tile_index_);
   const int rows = card_.tile.rows, cols = card_.tile.cols;
   core::RandomStream rng(card_.seed, "programming", {tile});
@@ -81,7 +82,8 @@ void Tile::program(const Eigen::MatrixXd& weights) {
     rtn_by_read_ = noise::rtn_occupancy(rtn_traps_, rtn_options_, card_.workload.read_times_s, occupancy_rng);
   }
   g_device_.resize(0, 0);
-  if (card_.mapping.drift_compensation) {
+  reference_output_ = 0;
+  if (card_.mapping.drift_compensation && take_reference) {
     core::RandomStream reference_rng(card_.seed, "drift_reference", {tile});
     noise::MatrixI occupancy;
     SolveSummary summary = prepare(conductance_seen(0.0, reference_rng, rtn_for_read(0.0, -1, occupancy)));
@@ -209,6 +211,84 @@ TileRead Tile::read(const Eigen::MatrixXd& inputs, double time_s, int read_index
     }
   }
   return result;
+}
+
+void Tile::reseed(std::uint64_t seed) {
+  card_.seed = seed;
+  core::RandomStream rng(card_.seed, "adc_errors", {static_cast<std::uint64_t>(tile_index_)});
+  adc_ = Adc(card_.adc, mapping_.channels(), mapping_.full_scale_conductance() * card_.dac.v_read, rng);
+  g_device_.resize(0, 0);
+  reference_output_ = 0;
+  drift_scale_ = 1;
+}
+
+SolveSummary Tile::begin_reads(double time_s, int read_index) {
+  SolveSummary summary = prepare(read_conductance(time_s, read_index));
+  drift_scale_ = 1;
+  if (summary.ok() && card_.mapping.drift_compensation && reference_output_ > 0) {
+    const double now = reference_output(static_cast<std::uint64_t>(read_index) + 1, summary);
+    if (summary.ok() && now > 0) drift_scale_ = reference_output_ / now;
+  }
+  return summary;
+}
+
+Eigen::MatrixXd Tile::read_outputs(const Eigen::MatrixXd& inputs, std::uint64_t noise_key, bool calibrate_ranges,
+                                   SolveSummary& summary) {
+  const Eigen::Index used = inputs.rows(), batch = inputs.cols();
+  if (used > mapping_.inputs())
+    throw std::invalid_argument("Tile::read_outputs: " + std::to_string(used) + " input rows, the tile has " +
+                                std::to_string(mapping_.inputs()));
+  if (g_device_.size() == 0) throw std::logic_error("Tile::read_outputs before begin_reads");
+  const auto* effective = dynamic_cast<const EffectiveSolver*>(solver_.get());
+  const int planes = dac_.planes();
+  std::vector<Eigen::MatrixXd> channel(planes);
+  for (int plane = 0; plane < planes && summary.ok(); ++plane) {
+    const Eigen::MatrixXd v_used = dac_.voltages(inputs, plane);
+    Eigen::MatrixXd i_out;
+    if (effective) {
+      i_out.noalias() = effective->matrix().leftCols(used) * v_used;
+    } else {
+      Eigen::MatrixXd v_in = Eigen::MatrixXd::Zero(mapping_.inputs(), batch);
+      v_in.topRows(used) = v_used;
+      accumulate(summary, solver_->solve(v_in, i_out, nullptr, 0));
+      if (!summary.ok()) break;
+    }
+    channel[plane] = mapping_.channel_currents(i_out);
+  }
+  if (!summary.ok()) return {};
+  if (calibrate_ranges && card_.adc.range == core::AdcRange::calibrated) {
+    Eigen::MatrixXd currents(mapping_.channels(), batch * planes);
+    for (int plane = 0; plane < planes; ++plane) currents.middleCols(plane * batch, batch) = channel[plane];
+    adc_.calibrate(currents);
+  }
+  const auto tile = static_cast<std::uint64_t>(tile_index_);
+  Eigen::MatrixXd digital = Eigen::MatrixXd::Zero(mapping_.channels(), batch), code, i_hat;
+  for (int plane = 0; plane < planes; ++plane) {
+    core::RandomStream noise_rng(card_.seed, "adc_noise_batch", {tile, noise_key, static_cast<std::uint64_t>(plane)});
+    adc_.convert(channel[plane], noise_rng, code, i_hat);
+    digital += dac_.plane_weight(plane) * i_hat;
+  }
+  return drift_scale_ * mapping_.outputs_from_channels(digital, dac_.quantize(inputs), dac_.volts_per_input());
+}
+
+Eigen::MatrixXd Tile::linear_map(int used_rows, bool through_wires) const {
+  if (g_device_.size() == 0) throw std::logic_error("Tile::linear_map before begin_reads");
+  if (used_rows < 0 || used_rows > mapping_.inputs())
+    throw std::invalid_argument("Tile::linear_map: used_rows = " + std::to_string(used_rows));
+  Eigen::MatrixXd column_map;  // C × used_rows, A per V
+  if (through_wires) {
+    const auto* effective = dynamic_cast<const EffectiveSolver*>(solver_.get());
+    if (!effective)
+      throw std::logic_error("Tile::linear_map through the wires needs the effective-matrix solver, not " +
+                             solver_method_);
+    column_map = effective->matrix().leftCols(used_rows);
+  } else {
+    column_map = g_device_.topRows(used_rows).transpose();
+  }
+  // Each input unit is volts_per_input volts on its row; the map is linear in (currents, x_q).
+  const double vpi = dac_.volts_per_input();
+  return drift_scale_ * mapping_.outputs_from_channels(mapping_.channel_currents(column_map * vpi),
+                                                       Eigen::MatrixXd::Identity(used_rows, used_rows), vpi);
 }
 
 }  // namespace xbar::circuits

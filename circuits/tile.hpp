@@ -49,8 +49,9 @@ class Tile {
        int batch_hint = 1);
 
   // Maps and programs weights (outputs × rows), draws the fault and trap maps, and (with drift
-  // compensation) takes the reference read. Throws UserError if the weights do not fit.
-  void program(const Eigen::MatrixXd& weights);
+  // compensation and `take_reference`) takes the reference read; without it the drift scale of
+  // later reads is 1. Throws UserError if the weights do not fit.
+  void program(const Eigen::MatrixXd& weights, bool take_reference = true);
   // Sets the ADC ranges from a calibration batch when the card asks for calibrated ranges: the
   // calibration inputs (inputs × N) are read right after programming (device read noise at
   // t = 0 included, no ADC noise), and each channel's range is the card's percentile of |i|.
@@ -61,6 +62,30 @@ class Tile {
   TileRead read(const Eigen::MatrixXd& inputs, double time_s, int read_index);
   // The device conductances (R×C, S) read `read_index` sees at `time_s` (what read() uses).
   Eigen::MatrixXd read_conductance(double time_s, int read_index) const;
+
+  // ---- Many batches through one programming (the training and inference path) ----
+  // Fresh hardware: re-keys every random stream of this tile with `seed` in place of the card's
+  // seed and redraws the ADC's offsets, gains and INL; program() must follow.
+  void reseed(std::uint64_t seed);
+  // Draws the conductances read `read_index` sees at `time_s` (read noise, drift, telegraph noise,
+  // faults), sets the solver up for them (one factorisation or build of M) and, with drift
+  // compensation and a reference taken at programming, the drift scale. The conductances are
+  // then frozen for every read_outputs() call until the next begin_reads().
+  SolveSummary begin_reads(double time_s, int read_index);
+  // Digital outputs (outputs × B) for inputs (used_rows × B) on the first used_rows rows, the
+  // other rows at 0 V: DAC, circuit, ADC (noise keyed by `noise_key`), shift and add, mapping,
+  // drift scale. With `calibrate_ranges` each channel's ADC range is first set from these
+  // inputs' currents (the card's percentile of |i|, all planes). With the effective-matrix
+  // solver only the used rows of M are multiplied.
+  Eigen::MatrixXd read_outputs(const Eigen::MatrixXd& inputs, std::uint64_t noise_key, bool calibrate_ranges,
+                               SolveSummary& summary);
+  // The linear map x -> y (outputs × used_rows, weight units per input unit) of the conductances
+  // begin_reads() drew, before the ADC (which it treats as ideal) and with the drift scale:
+  // through the wires (the exact Jacobian of the linear circuit, from the effective matrix M;
+  // requires the effective-matrix solver) or of the device conductances alone (no wires, no
+  // access device: the weights the read conductances represent).
+  Eigen::MatrixXd linear_map(int used_rows, bool through_wires) const;
+  double drift_scale() const { return drift_scale_; }
 
   const Mapping& mapping() const { return mapping_; }
   const Dac& dac() const { return dac_; }
@@ -112,6 +137,7 @@ class Tile {
   noise::MatrixI rtn_traps_;
   std::vector<noise::MatrixI> rtn_by_read_;  // occupancy at the card's read times
   double reference_output_ = 0;              // drift compensation: sum |y| of the reference read at programming
+  double drift_scale_ = 1;                   // of the reads since begin_reads()
   Eigen::MatrixXd g_device_;                 // conductances the solver holds
   SolveSummary factor_summary_;
 };

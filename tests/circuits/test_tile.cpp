@@ -237,3 +237,48 @@ TEST(Solver, AutoPicksIterativeNewtonForNonlinearCellsAndAmortisesTheEffectiveMa
   EXPECT_EQ(circuits::Tile(card_with({"solver.method=auto"}), devices::builtin_devices(), 5, 0, 2).solver_method(),
             "iterative");
 }
+
+// The many-batches path (begin_reads + read_outputs) against the exact single read, and its
+// linear maps against their definitions.
+TEST(Tile, BatchedReadsEqualTheFullReadAndTheLinearMapsMatchTheirDefinitions) {
+  for (const char* method : {"effective", "direct"}) {
+    const core::Card card = card_with({"tile.wires.r_wl_segment=3", "tile.wires.r_bl_segment=3",
+                                       "tile.wires.r_source=5", "dac.bits=6", "adc.bits=0", "adc.range=calibrated",
+                                       std::string("solver.method=") + method});
+    circuits::Workload workload = circuits::make_workload(card);
+    const int used = 7;  // inputs on the first 7 rows only; the rest carry zero weights and 0 V
+    workload.weights.rightCols(workload.weights.cols() - used).setZero();
+    workload.inputs.bottomRows(workload.inputs.rows() - used).setZero();
+    circuits::Tile tile(card, devices::builtin_devices(), static_cast<int>(workload.weights.rows()));
+    tile.program(workload.weights);
+    const circuits::TileRead exact = tile.read(workload.inputs, 10.0, 1);
+    ASSERT_TRUE(exact.summary.ok());
+    ASSERT_TRUE(tile.begin_reads(10.0, 1).ok());
+    circuits::SolveSummary summary;
+    const Eigen::MatrixXd y = tile.read_outputs(workload.inputs.topRows(used), 0, false, summary);
+    ASSERT_TRUE(summary.ok()) << summary.message;
+    EXPECT_LT((y - exact.y).cwiseAbs().maxCoeff(), 1e-12 * exact.y.cwiseAbs().maxCoeff()) << method;
+    // With an ideal ADC the outputs are the linear map through the wires applied to x_q.
+    const Eigen::MatrixXd x_q = tile.dac().quantize(workload.inputs.topRows(used));
+    if (std::string(method) == "effective") {
+      const Eigen::MatrixXd wires = tile.linear_map(used, true);
+      EXPECT_LT((wires * x_q - y).cwiseAbs().maxCoeff(), 1e-12 * y.cwiseAbs().maxCoeff());
+    } else {
+      EXPECT_THROW(tile.linear_map(used, true), std::logic_error);
+    }
+    // Without wires the map is the represented weights of the read conductances (ideal device:
+    // the clipped weights).
+    const Eigen::MatrixXd plain = tile.linear_map(used, false);
+    EXPECT_LT((plain - workload.weights.leftCols(used)).cwiseAbs().maxCoeff(), 1e-12) << method;
+    // Calibrating the ranges from the batch sets each channel's range to its largest |i|.
+    const core::Card quantised = card_with({"adc.bits=6", "adc.range=calibrated", "adc.calibration_percentile=100"});
+    circuits::Tile q(quantised, devices::builtin_devices(), static_cast<int>(workload.weights.rows()));
+    q.program(workload.weights);
+    ASSERT_TRUE(q.begin_reads(0.0, 0).ok());
+    q.read_outputs(workload.inputs.topRows(used), 0, true, summary);
+    const Eigen::MatrixXd currents = q.mapping().channel_currents(
+        circuits::ideal_currents(q.g_programmed(), q.dac().voltages(workload.inputs, 0)));
+    for (int k = 0; k < q.adc().channels(); ++k)
+      EXPECT_NEAR(q.adc().range()[k], currents.row(k).cwiseAbs().maxCoeff(), 1e-15) << k;
+  }
+}
