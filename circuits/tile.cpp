@@ -184,10 +184,18 @@ Eigen::MatrixXd Tile::convert(const Eigen::MatrixXd& inputs, const char* noise_p
   return mapping_.outputs_from_channels(digital, dac_.quantize(inputs), dac_.volts_per_input());
 }
 
-double Tile::reference_output(std::uint64_t read_key, SolveSummary& summary) {
-  // The reference input: every row at full scale.
+double Tile::reference_output(std::uint64_t /*read_key*/, SolveSummary& summary) {
+  // The reference input: every row at full scale. The compensation circuit integrates the
+  // channel currents over all columns at full resolution (not through the column ADCs, whose
+  // ranges are set for the network's signals and would round a differential reference to 0).
   const Eigen::MatrixXd reference = Eigen::MatrixXd::Constant(mapping_.inputs(), 1, card_.dac.input_max);
-  return convert(reference, "adc_noise_reference", read_key, nullptr, summary).cwiseAbs().sum();
+  double total = 0;
+  for (int plane = 0; plane < dac_.planes() && summary.ok(); ++plane) {
+    Eigen::MatrixXd i_out, i_ideal;
+    accumulate(summary, solve_plane(dac_.voltages(reference, plane), i_out, i_ideal, nullptr));
+    if (summary.ok()) total += dac_.plane_weight(plane) * mapping_.channel_currents(i_out).cwiseAbs().sum();
+  }
+  return total;
 }
 
 TileRead Tile::read(const Eigen::MatrixXd& inputs, double time_s, int read_index) {

@@ -9,7 +9,8 @@
 // Random streams (all from the card seed, tile index t): programming {t}, variation {t}, faults {t},
 // rtn_traps {t}, rtn_occupancy {t} (the card's read times), rtn_read {t, read} (other reads),
 // read_conductance {t, read}, adc_errors {t}, adc_noise {t, read, plane}, adc_calibration {t},
-// drift_reference {t}, adc_noise_reference {t, read}.
+// drift_reference {t}; the many-batches path: adc_noise_batch {t, batch key, plane}. reseed()
+// replaces the card seed in all of them.
 #pragma once
 
 #include <Eigen/Dense>

@@ -194,7 +194,8 @@ const std::vector<ParamSpec>& card_schema() {
               "Bits per slice; 0 = analog weights (only with slices = 1)."),
       boolean("mapping.drift_compensation", "false",
               "Global drift compensation in the digital periphery: outputs are scaled by the ratio of a "
-              "reference read's total output right after programming to the same read now."),
+              "full-scale reference read's total channel current (integrated at full resolution, not "
+              "through the column ADCs) right after programming to the same read now."),
       // Solver.
       choice("solver.method", std::nullopt, {"direct", "effective", "iterative", "auto"},
              "direct: sparse Cholesky (CHOLMOD) of the nodal equations, exact to rounding, nonlinear cells by damped "
