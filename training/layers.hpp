@@ -18,7 +18,14 @@
 // and with the same shapes; optimisers step over these lists. Biases are stored as out×1
 // matrices so that both lists hold Eigen::MatrixXd only.
 //
-// Everything is single-threaded and deterministic; randomness (initialisation) comes from a
+// Threads and determinism
+// -----------------------
+// Linear, Conv2d, ReLU, MaxPool2d, im2col and col2im run in parallel on oneTBB (the caller
+// limits the threads, see core::ThreadSetup). The work is cut into blocks whose size depends only
+// on the shapes (columns of the batch, samples, rows of a weight matrix), never on the thread
+// count; each block is one single-threaded Eigen product or loop, and reductions over the batch
+// (weight gradients) are computed per block and summed in block order. Results are therefore
+// bitwise identical for any number of threads. Randomness (initialisation) comes from a
 // core::RandomStream passed in by the caller.
 #pragma once
 
@@ -49,6 +56,18 @@ class Layer {
   virtual std::vector<Eigen::MatrixXd*> gradients() { return {}; }
   // Non-trainable state that a checkpoint must keep (e.g. an analog layer's input scale).
   virtual std::vector<Eigen::MatrixXd*> buffers() { return {}; }
+  // parameters() / buffers() with names, in the same order, for checkpoints. By default a layer
+  // with two parameters names them "weight" and "bias" (Linear, Conv2d, the analog layers), any
+  // other count "param0", "param1", ...; buffers are "buffer0", ... Containers prefix the names
+  // of their children ("conv1.weight").
+  virtual std::vector<std::pair<std::string, Eigen::MatrixXd*>> named_parameters();
+  virtual std::vector<std::pair<std::string, Eigen::MatrixXd*>> named_buffers();
+
+  // Whether backward() must compute dL/dx. A model's first layer does not need it (nobody uses
+  // the gradient of the data); a layer told so may skip that work and then returns an empty
+  // (0×0) matrix from backward(). The default implementation ignores the hint and always
+  // computes dL/dx, so a layer that does not override it stays correct.
+  virtual void set_input_gradient_needed(bool needed) {}
   // Sets every gradient to zero.
   void zero_grad();
 
@@ -75,6 +94,7 @@ class Linear : public Layer {
   std::vector<Eigen::MatrixXd*> parameters() override { return {&weight_, &bias_}; }
   std::vector<Eigen::MatrixXd*> gradients() override { return {&grad_weight_, &grad_bias_}; }
   std::string name() const override;
+  void set_input_gradient_needed(bool needed) override { input_gradient_needed_ = needed; }
 
   Eigen::MatrixXd& weight() { return weight_; }
   Eigen::MatrixXd& bias() { return bias_; }
@@ -84,6 +104,7 @@ class Linear : public Layer {
  private:
   Eigen::MatrixXd weight_, bias_, grad_weight_, grad_bias_;
   Eigen::MatrixXd input_;  // x of the last forward
+  bool input_gradient_needed_ = true;
 };
 
 // Shape of a 2-D convolution (stride 1, zero padding on every side).
@@ -108,11 +129,13 @@ Eigen::MatrixXd im2col(const Eigen::MatrixXd& x, const Conv2dShape& s);
 // Adjoint of im2col: sums each column entry back into the image position it came from.
 Eigen::MatrixXd col2im(const Eigen::MatrixXd& cols, const Conv2dShape& s, Eigen::Index batch);
 
-// 2-D convolution (cross-correlation, as in every deep-learning framework) via im2col: the whole
-// batch is unfolded into one (C_in·k·k) × (H_out·W_out·N) matrix, so the convolution is one
-// matrix product W · cols with W of shape C_out × (C_in·k·k) (row o holds kernel o in (c, ky, kx)
-// order). Input (C_in·H·W) × N, output (C_out·H_out·W_out) × N. He-normal initialisation by
-// default (fan_in = C_in·k·k), bias zero.
+// 2-D convolution (cross-correlation, as in every deep-learning framework) via im2col: the
+// convolution is the matrix product W · cols with W of shape C_out × (C_in·k·k) (row o holds
+// kernel o in (c, ky, kx) order) and cols the im2col of the batch. Input (C_in·H·W) × N, output
+// (C_out·H_out·W_out) × N. He-normal initialisation by default (fan_in = C_in·k·k), bias zero.
+// The digital layer computes that product per fixed block of samples (each block unfolded into a
+// thread-local (samples·H_out·W_out) × (C_in·k·k) matrix, so the product lands directly in the
+// output layout) and keeps only its input for backward, where the blocks are unfolded again.
 class Conv2d : public Layer {
  public:
   Conv2d(const Conv2dShape& shape, core::RandomStream& rng, Init init = Init::he_normal);
@@ -122,6 +145,7 @@ class Conv2d : public Layer {
   std::vector<Eigen::MatrixXd*> parameters() override { return {&weight_, &bias_}; }
   std::vector<Eigen::MatrixXd*> gradients() override { return {&grad_weight_, &grad_bias_}; }
   std::string name() const override;
+  void set_input_gradient_needed(bool needed) override { input_gradient_needed_ = needed; }
 
   const Conv2dShape& shape() const { return shape_; }
   Eigen::MatrixXd& weight() { return weight_; }
@@ -132,8 +156,8 @@ class Conv2d : public Layer {
  private:
   Conv2dShape shape_;
   Eigen::MatrixXd weight_, bias_, grad_weight_, grad_bias_;
-  Eigen::MatrixXd cols_;  // im2col of the last forward's input
-  Eigen::Index batch_ = 0;
+  Eigen::MatrixXd input_;  // x of the last forward
+  bool input_gradient_needed_ = true;
 };
 
 // Elementwise max(x, 0). The gradient at exactly 0 is taken as 0.
@@ -182,11 +206,14 @@ class Sequential : public Layer {
  public:
   Sequential() = default;
 
-  // Appends a layer and returns a reference to it.
+  // Appends a layer and returns a reference to it. `layer_name` names it in checkpoints and
+  // messages (e.g. "conv1"); when empty, "layer<i>" with i its position is used.
   template <class L>
-  L& add(std::unique_ptr<L> layer) {
+  L& add(std::unique_ptr<L> layer, std::string layer_name = {}) {
     L& ref = *layer;
+    if (layer_name.empty()) layer_name = "layer" + std::to_string(layers_.size());
     layers_.push_back(std::move(layer));
+    layer_names_.push_back(std::move(layer_name));
     return ref;
   }
   // Constructs a layer in place: seq.emplace<Linear>(16, 10, rng).
@@ -202,12 +229,21 @@ class Sequential : public Layer {
   std::vector<Eigen::MatrixXd*> gradients() override;
   std::vector<Eigen::MatrixXd*> buffers() override;
   std::string name() const override;
+  // Passes the hint to the first layer only (the others always feed a gradient to their
+  // predecessor).
+  void set_input_gradient_needed(bool needed) override;
 
   std::size_t size() const { return layers_.size(); }
   Layer& operator[](std::size_t i) { return *layers_[i]; }
+  const std::string& layer_name(std::size_t i) const { return layer_names_[i]; }
+
+  // "<layer name>.<the layer's own name>", e.g. "conv1.weight", "fc2.bias", "layer3.buffer0".
+  std::vector<std::pair<std::string, Eigen::MatrixXd*>> named_parameters() override;
+  std::vector<std::pair<std::string, Eigen::MatrixXd*>> named_buffers() override;
 
  private:
   std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<std::string> layer_names_;
 };
 
 // Loss value and its gradient with respect to the logits.

@@ -13,6 +13,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include <tbb/global_control.h>
+
 #include "core/random.hpp"
 
 namespace xbar::training {
@@ -306,6 +308,59 @@ TEST(Conv2d, GradientsMatchFiniteDifferences) {
   }
 }
 
+// The convolution's gradients from the definition: dout (C_out × plane·N) rearranged from dy,
+// dL/dW = dout · im2col(x)ᵀ, dL/db = row sums of dout, dL/dx = col2im(Wᵀ dout).
+struct ConvGradients {
+  MatrixXd weight, bias, input;
+};
+ConvGradients reference_conv_gradients(const MatrixXd& x, const MatrixXd& w, const MatrixXd& dy, const Conv2dShape& s) {
+  const Index plane = s.out_height() * s.out_width(), batch = x.cols();
+  MatrixXd dout(s.out_channels, plane * batch);
+  for (Index n = 0; n < batch; ++n)
+    for (int o = 0; o < s.out_channels; ++o)
+      dout.row(o).segment(n * plane, plane) = dy.col(n).segment(o * plane, plane).transpose();
+  return {dout * im2col(x, s).transpose(), dout.rowwise().sum(), col2im(w.transpose() * dout, s, batch)};
+}
+
+TEST(Conv2d, SparseAndDenseGradientsFollowTheDefinition) {
+  // A gradient that is mostly zeros (as after ReLU and max pooling) takes the zero-skipping path,
+  // a dense one the block products; both must give the gradients of the definition, with padding
+  // at the image edges and several input channels.
+  core::RandomStream rng(31, "test");
+  for (const Conv2dShape& s : {Conv2dShape{3, 4, 3, 1, 7, 6}, Conv2dShape{2, 5, 5, 0, 12, 12}}) {
+    Conv2d conv(s, rng);
+    const Index batch = 37;
+    const MatrixXd x = random_matrix(s.in_channels * s.height * s.width, batch, rng);
+    for (const double keep_fraction : {1.0, 0.1}) {
+      MatrixXd dy = random_matrix(s.out_channels * s.out_height() * s.out_width(), batch, rng);
+      for (Index i = 0; i < dy.size(); ++i)
+        if (rng.uniform() >= keep_fraction) dy.data()[i] = 0.0;
+      conv.zero_grad();
+      conv.forward(x);
+      const MatrixXd dx = conv.backward(dy);
+      const ConvGradients expected = reference_conv_gradients(x, conv.weight(), dy, s);
+      EXPECT_LT(relative_error(conv.grad_weight(), expected.weight), 1e-13) << conv.name() << " kept " << keep_fraction;
+      EXPECT_LT(relative_error(conv.grad_bias(), expected.bias), 1e-13) << conv.name() << " kept " << keep_fraction;
+      EXPECT_LT(relative_error(dx, expected.input), 1e-13) << conv.name() << " kept " << keep_fraction;
+    }
+  }
+}
+
+TEST(Conv2d, SkipsTheInputGradientWhenNotNeeded) {
+  core::RandomStream rng(32, "test");
+  const Conv2dShape s{1, 3, 3, 0, 6, 6};
+  Conv2d conv(s, rng);
+  const MatrixXd x = random_matrix(36, 4, rng), dy = random_matrix(3 * 16, 4, rng);
+  conv.forward(x);
+  conv.backward(dy);
+  const MatrixXd grad_weight = conv.grad_weight();
+  conv.zero_grad();
+  conv.set_input_gradient_needed(false);
+  conv.forward(x);
+  EXPECT_EQ(conv.backward(dy).size(), 0);
+  EXPECT_EQ(conv.grad_weight(), grad_weight);
+}
+
 // ---------------------------------------------------------------------------------------------
 // ReLU
 
@@ -551,6 +606,73 @@ TEST(Sequential, LeNetEndToEndGradientCheck) {
     ASSERT_GT(grads[k].norm(), 0.0) << "parameter " << k;
     EXPECT_LT(relative_error(grads[k], num), kTol) << "parameter " << k;
   }
+}
+
+// Forward and backward of a LeNet-sized network with 1 and with 2 threads: the batch spans
+// several blocks of every layer, and results must agree to the last bit.
+TEST(Sequential, ResultsAreBitwiseIdenticalForAnyThreadCount) {
+  struct Run {
+    MatrixXd logits, dx;
+    std::vector<MatrixXd> grads;
+  };
+  auto run = [](int threads) {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+    core::RandomStream rng(40, "init");
+    Sequential net;
+    net.emplace<Conv2d>(Conv2dShape{1, 6, 5, 0, 28, 28}, rng);
+    net.emplace<ReLU>();
+    net.emplace<MaxPool2d>(6, 24, 24);
+    net.emplace<Conv2d>(Conv2dShape{6, 16, 5, 0, 12, 12}, rng);
+    net.emplace<ReLU>();
+    net.emplace<MaxPool2d>(16, 8, 8);
+    net.emplace<Flatten>();
+    net.emplace<Linear>(256, 120, rng);
+    net.emplace<ReLU>();
+    net.emplace<Linear>(120, 10, rng, Init::glorot_uniform);
+    core::RandomStream data(41, "data");
+    const MatrixXd x = random_matrix(784, 75, data);
+    std::vector<int> labels(75);
+    for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int>(i % 10);
+    Run r;
+    r.logits = net.forward(x);
+    r.dx = net.backward(softmax_cross_entropy(r.logits, labels).grad);
+    for (MatrixXd* g : net.gradients()) r.grads.push_back(*g);
+    return r;
+  };
+  const Run one = run(1), two = run(2);
+  EXPECT_EQ(one.logits, two.logits);
+  EXPECT_EQ(one.dx, two.dx);
+  ASSERT_EQ(one.grads.size(), two.grads.size());
+  for (std::size_t k = 0; k < one.grads.size(); ++k) {
+    EXPECT_GT(one.grads[k].norm(), 0.0) << "gradient " << k;
+    EXPECT_EQ(one.grads[k], two.grads[k]) << "gradient " << k;
+  }
+}
+
+TEST(Sequential, NamesParametersAndTellsOnlyTheFirstLayerItNeedsNoInputGradient) {
+  core::RandomStream rng(42, "init");
+  Sequential net;
+  net.add(std::make_unique<Linear>(4, 3, rng), "fc1");
+  net.emplace<ReLU>();
+  net.add(std::make_unique<Linear>(3, 2, rng), "fc2");
+  std::vector<std::string> names;
+  for (const auto& [name, p] : net.named_parameters()) names.push_back(name);
+  EXPECT_EQ(names, (std::vector<std::string>{"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}));
+  EXPECT_EQ(net.layer_name(1), "layer1");
+  EXPECT_EQ(net.named_parameters()[2].second, net.parameters()[2]);
+
+  const MatrixXd x = random_matrix(4, 5, rng), dy = random_matrix(2, 5, rng);
+  net.forward(x);
+  const MatrixXd dx = net.backward(dy);
+  const std::vector<MatrixXd*> grads = net.gradients();
+  const MatrixXd first_grad = *grads[0], last_grad = *grads[2];
+  net.zero_grad();
+  net.set_input_gradient_needed(false);
+  net.forward(x);
+  EXPECT_EQ(net.backward(dy).size(), 0);
+  EXPECT_EQ(*grads[0], first_grad);
+  EXPECT_EQ(*grads[2], last_grad);
+  EXPECT_EQ(dx.rows(), 4);
 }
 
 }  // namespace
