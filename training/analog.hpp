@@ -69,7 +69,7 @@ struct AnalogOptions {
   TrainingMethod method = TrainingMethod::ste;
   SteBackward ste_backward = SteBackward::effective;
   double train_read_time_s = 0;  // read time of the hardware seen in training (s after programming)
-  int vectors_per_chunk = 8192;  // input vectors read per tile call (bounds the working memory)
+  int vectors_per_chunk = 2048;  // input vectors per tile call: bounds the working memory, keeps it in cache
 };
 
 // Makes AnalogLinear / AnalogConv2d on the card's tiles; all share one HardwareContext.
@@ -83,8 +83,9 @@ class AnalogLayerFactory final : public LayerFactory {
                                 const std::string& name) const override;
   std::shared_ptr<HardwareContext> context() const override { return context_; }
 
+  struct Shared;  // what the layers of one factory share (analog.cpp)
+
  private:
-  struct Shared;
   std::shared_ptr<Shared> shared_;
   std::shared_ptr<HardwareContext> context_;
 };
