@@ -177,6 +177,10 @@ class AnalogMatrix {
   }
 
   std::vector<Eigen::MatrixXd*> buffers() { return {&input_scale_, &weight_clip_}; }
+  std::vector<std::pair<std::string, Eigen::MatrixXd*>> named_buffers() {
+    return {{"input_scale", &input_scale_}, {"weight_clip", &weight_clip_}};
+  }
+  void set_input_gradient_needed(bool needed) { input_gradient_needed_ = needed; }
   const std::string& name() const { return name_; }
 
   // y (out × B) of W (out × in) on x (in × B), without bias.
@@ -203,17 +207,17 @@ class AnalogMatrix {
     switch (saved_method_) {
       case Saved::clean: {
         grad_weight.array() += (dy * saved_x_.transpose()).array() * inside;
-        dx.noalias() = weight.cwiseMax(-clip).cwiseMin(clip).transpose() * dy;
+        if (input_gradient_needed_) dx.noalias() = weight.cwiseMax(-clip).cwiseMin(clip).transpose() * dy;
         break;
       }
       case Saved::map: {
         grad_weight.array() += (dy * saved_x_.transpose()).array() * inside;
-        dx.noalias() = saved_map_.transpose() * dy;
+        if (input_gradient_needed_) dx.noalias() = saved_map_.transpose() * dy;
         break;
       }
       case Saved::nat: {
         grad_weight.array() += (dy * saved_x_.transpose()).array() * saved_factor_.array() * inside;
-        dx.noalias() = saved_map_.transpose() * dy;
+        if (input_gradient_needed_) dx.noalias() = saved_map_.transpose() * dy;
         break;
       }
       case Saved::nat_full: dx = backward_nat_full(dy, grad_weight, inside); break;
@@ -628,6 +632,7 @@ class AnalogMatrix {
   Eigen::MatrixXd input_scale_, weight_clip_;  // buffers (1×1; 0 = not yet derived)
   std::uint64_t programmed_key_ = kNoKey, read_key_ = kNoKey, batches_read_ = 0, scale_step_ = kNoKey;
   Eigen::VectorXd column_gain_, column_offset_;
+  bool input_gradient_needed_ = true;
   Saved saved_method_ = Saved::clean;
   Eigen::MatrixXd saved_x_, saved_map_, saved_factor_;
   std::vector<NatFullBlock> nat_full_;
@@ -660,6 +665,8 @@ class AnalogLinear final : public Layer {
   std::vector<Eigen::MatrixXd*> parameters() override { return {&weight_, &bias_}; }
   std::vector<Eigen::MatrixXd*> gradients() override { return {&grad_weight_, &grad_bias_}; }
   std::vector<Eigen::MatrixXd*> buffers() override { return matrix_.buffers(); }
+  std::vector<std::pair<std::string, Eigen::MatrixXd*>> named_buffers() override { return matrix_.named_buffers(); }
+  void set_input_gradient_needed(bool needed) override { matrix_.set_input_gradient_needed(needed); }
   std::string name() const override {
     return "AnalogLinear(" + std::to_string(weight_.cols()) + " -> " + std::to_string(weight_.rows()) + ")";
   }
@@ -707,11 +714,15 @@ class AnalogConv2d final : public Layer {
       for (int o = 0; o < s.out_channels; ++o)
         dout.row(o).segment(n * plane, plane) = dy.col(n).segment(o * plane, plane).transpose();
     grad_bias_ += dout.rowwise().sum();
-    return col2im(matrix_.backward(weight_, dout, grad_weight_), s, batch_);
+    const Eigen::MatrixXd dcols = matrix_.backward(weight_, dout, grad_weight_);
+    if (dcols.size() == 0) return {};  // the model's first layer: nobody needs dL/dx
+    return col2im(dcols, s, batch_);
   }
   std::vector<Eigen::MatrixXd*> parameters() override { return {&weight_, &bias_}; }
   std::vector<Eigen::MatrixXd*> gradients() override { return {&grad_weight_, &grad_bias_}; }
   std::vector<Eigen::MatrixXd*> buffers() override { return matrix_.buffers(); }
+  std::vector<std::pair<std::string, Eigen::MatrixXd*>> named_buffers() override { return matrix_.named_buffers(); }
+  void set_input_gradient_needed(bool needed) override { matrix_.set_input_gradient_needed(needed); }
   std::string name() const override { return "AnalogConv2d(" + matrix_.name() + ")"; }
 
  private:
