@@ -42,13 +42,9 @@ void append(std::vector<MatrixXd*>& out, const std::vector<MatrixXd*>& more) {
   out.insert(out.end(), more.begin(), more.end());
 }
 
-// "<layer>.weight", "<layer>.bias" for a two-parameter factory layer, else "<layer>.<k>".
-void append_names(std::vector<std::string>& out, const std::string& layer_name, Layer& layer) {
-  const std::size_t count = layer.parameters().size();
-  for (std::size_t k = 0; k < count; ++k) {
-    if (count == 2) out.push_back(layer_name + (k == 0 ? ".weight" : ".bias"));
-    else out.push_back(layer_name + "." + std::to_string(k));
-  }
+// Appends `named` with `prefix` before each name.
+void append_prefixed(NamedMatrices& out, const std::string& prefix, const NamedMatrices& named) {
+  for (const auto& [name, matrix] : named) out.emplace_back(prefix + name, matrix);
 }
 
 // Elements per GELU task: fixed, so the partition (and the result) never depends on threads.
@@ -333,15 +329,29 @@ std::vector<MatrixXd*> CausalSelfAttention::buffers() {
 }
 
 std::string CausalSelfAttention::name() const {
-  return "CausalSelfAttention(" + std::to_string(width_) + ", " + std::to_string(heads_) + " heads)";
+  return "CausalSelfAttention(" + name_ + ": width " + std::to_string(width_) + ", " + std::to_string(heads_) + " heads)";
 }
 
 std::vector<Layer*> CausalSelfAttention::projections() const {
   return {query_.get(), key_.get(), value_.get(), output_.get()};
 }
 
-std::vector<std::string> CausalSelfAttention::projection_names() const {
-  return {name_ + ".query", name_ + ".key", name_ + ".value", name_ + ".output"};
+namespace {
+const char* const projection_names[] = {"query.", "key.", "value.", "output."};
+}  // namespace
+
+NamedMatrices CausalSelfAttention::named_parameters() {
+  NamedMatrices out;
+  const std::vector<Layer*> layers = projections();
+  for (std::size_t i = 0; i < layers.size(); ++i) append_prefixed(out, projection_names[i], layers[i]->named_parameters());
+  return out;
+}
+
+NamedMatrices CausalSelfAttention::named_buffers() {
+  NamedMatrices out;
+  const std::vector<Layer*> layers = projections();
+  for (std::size_t i = 0; i < layers.size(); ++i) append_prefixed(out, projection_names[i], layers[i]->named_buffers());
+  return out;
 }
 
 const MatrixXd& CausalSelfAttention::probabilities(int sequence, int head) const {
@@ -400,19 +410,27 @@ std::vector<MatrixXd*> TransformerBlock::buffers() {
   return out;
 }
 
-std::vector<std::string> TransformerBlock::parameter_names() const {
-  std::vector<std::string> out = {name_ + ".ln1.gain", name_ + ".ln1.bias"};
-  const std::vector<Layer*> projections = attention_.projections();
-  const std::vector<std::string> names = attention_.projection_names();
-  for (std::size_t i = 0; i < projections.size(); ++i) append_names(out, names[i], *projections[i]);
-  out.push_back(name_ + ".ln2.gain");
-  out.push_back(name_ + ".ln2.bias");
-  append_names(out, name_ + ".mlp.fc", *fc_);
-  append_names(out, name_ + ".mlp.proj", *proj_);
+NamedMatrices TransformerBlock::named_parameters() {
+  NamedMatrices out;
+  append_prefixed(out, "ln1.", ln1_.named_parameters());
+  append_prefixed(out, "attention.", attention_.named_parameters());
+  append_prefixed(out, "ln2.", ln2_.named_parameters());
+  append_prefixed(out, "mlp.fc.", fc_->named_parameters());
+  append_prefixed(out, "mlp.proj.", proj_->named_parameters());
   return out;
 }
 
-std::string TransformerBlock::name() const { return "TransformerBlock(" + attention_.name() + ")"; }
+NamedMatrices TransformerBlock::named_buffers() {
+  NamedMatrices out;
+  append_prefixed(out, "attention.", attention_.named_buffers());
+  append_prefixed(out, "mlp.fc.", fc_->named_buffers());
+  append_prefixed(out, "mlp.proj.", proj_->named_buffers());
+  return out;
+}
+
+std::string TransformerBlock::name() const {
+  return "TransformerBlock(" + name_ + ": width " + std::to_string(ln1_.gain_size()) + ")";
+}
 
 // ---------------------------------------------------------------------------------------------
 // CharTransformer
@@ -513,15 +531,30 @@ std::vector<MatrixXd*> CharTransformer::buffers() {
   return out;
 }
 
-std::vector<std::string> CharTransformer::parameter_names() const {
-  std::vector<std::string> out = {"token_embedding.weight", "position_embedding.weight"};
-  for (const auto& block : blocks_) {
-    const std::vector<std::string> names = block->parameter_names();
-    out.insert(out.end(), names.begin(), names.end());
+NamedMatrices CharTransformer::named_parameters() {
+  NamedMatrices out;
+  append_prefixed(out, "token_embedding.", token_embedding_.named_parameters());
+  append_prefixed(out, "position_embedding.", position_embedding_.named_parameters());
+  for (std::size_t l = 0; l < blocks_.size(); ++l) {
+    append_prefixed(out, "block" + std::to_string(l) + ".", blocks_[l]->named_parameters());
   }
-  out.push_back("ln_f.gain");
-  out.push_back("ln_f.bias");
-  append_names(out, "head", *head_);
+  append_prefixed(out, "ln_f.", final_norm_.named_parameters());
+  append_prefixed(out, "head.", head_->named_parameters());
+  return out;
+}
+
+NamedMatrices CharTransformer::named_buffers() {
+  NamedMatrices out;
+  for (std::size_t l = 0; l < blocks_.size(); ++l) {
+    append_prefixed(out, "block" + std::to_string(l) + ".", blocks_[l]->named_buffers());
+  }
+  append_prefixed(out, "head.", head_->named_buffers());
+  return out;
+}
+
+std::vector<std::string> CharTransformer::parameter_names() {
+  std::vector<std::string> out;
+  for (const auto& named : named_parameters()) out.push_back(named.first);
   return out;
 }
 

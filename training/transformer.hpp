@@ -27,6 +27,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/random.hpp"
@@ -34,6 +35,8 @@
 #include "training/network.hpp"
 
 namespace xbar::training {
+
+using NamedMatrices = std::vector<std::pair<std::string, Eigen::MatrixXd*>>;
 
 // Token embedding: ids (any shape, integer values in [0, vocab)) -> width × ids.size(), column j
 // the table column of the j-th id in column-major order. Table width × vocab, drawn N(0, σ²).
@@ -49,6 +52,7 @@ class Embedding : public Layer {
   Eigen::MatrixXd backward(const Eigen::MatrixXd& dy) override;
   std::vector<Eigen::MatrixXd*> parameters() override { return {&table_}; }
   std::vector<Eigen::MatrixXd*> gradients() override { return {&grad_table_}; }
+  NamedMatrices named_parameters() override { return {{"weight", &table_}}; }
   std::string name() const override;
 
   Eigen::MatrixXd& table() { return table_; }
@@ -70,6 +74,7 @@ class PositionalEmbedding : public Layer {
   Eigen::MatrixXd backward(const Eigen::MatrixXd& dy) override;
   std::vector<Eigen::MatrixXd*> parameters() override { return {&table_}; }
   std::vector<Eigen::MatrixXd*> gradients() override { return {&grad_table_}; }
+  NamedMatrices named_parameters() override { return {{"weight", &table_}}; }
   std::string name() const override;
 
   Eigen::MatrixXd& table() { return table_; }
@@ -89,9 +94,11 @@ class LayerNorm : public Layer {
   Eigen::MatrixXd backward(const Eigen::MatrixXd& dy) override;
   std::vector<Eigen::MatrixXd*> parameters() override { return {&gain_, &bias_}; }
   std::vector<Eigen::MatrixXd*> gradients() override { return {&grad_gain_, &grad_bias_}; }
+  NamedMatrices named_parameters() override { return {{"gain", &gain_}, {"bias", &bias_}}; }
   std::string name() const override;
 
   Eigen::MatrixXd& gain() { return gain_; }
+  int gain_size() const { return static_cast<int>(gain_.rows()); }
   Eigen::MatrixXd& bias() { return bias_; }
 
  private:
@@ -120,7 +127,10 @@ class Gelu : public Layer {
 //     a = v P
 //   y = W_o a + b_o                                          (factory layer <name>.output)
 // parameters(): query.weight, query.bias, key.weight, key.bias, value.weight, value.bias,
-// output.weight, output.bias (each factory layer's parameters() in that layer order).
+// output.weight, output.bias (each factory layer's parameters() in that layer order; the names
+// are named_parameters(), the factory layers' own names prefixed with "query." ...). The key
+// bias has no effect (it adds b·q_t to every score of query t, which the softmax cancels): its
+// gradient is zero; it is kept so that every projection is the same kind of factory layer.
 class CausalSelfAttention : public Layer {
  public:
   CausalSelfAttention(int width, int heads, const LayerFactory& factory, core::RandomStream& rng,
@@ -132,11 +142,12 @@ class CausalSelfAttention : public Layer {
   std::vector<Eigen::MatrixXd*> parameters() override;
   std::vector<Eigen::MatrixXd*> gradients() override;
   std::vector<Eigen::MatrixXd*> buffers() override;
+  NamedMatrices named_parameters() override;
+  NamedMatrices named_buffers() override;
   std::string name() const override;
 
   // The factory layers, in parameter order: query, key, value, output.
   std::vector<Layer*> projections() const;
-  std::vector<std::string> projection_names() const;
   // Attention probabilities P of the last forward for sequence n, head j (T × T).
   const Eigen::MatrixXd& probabilities(int sequence, int head) const;
 
@@ -152,7 +163,7 @@ class CausalSelfAttention : public Layer {
 // Pre-LN transformer block: h = x + Attn(LN1(x)); y = h + W_2 GELU(W_1 LN2(h) + b_1) + b_2, with
 // W_1 (4d × d, factory layer <name>.mlp.fc, He-normal) and W_2 (d × 4d, <name>.mlp.proj).
 // parameters(): ln1 gain, bias; attention (8, see above); ln2 gain, bias; fc weight, bias;
-// proj weight, bias.
+// proj weight, bias; named "ln1.gain", "ln1.bias", "attention.query.weight", ..., "mlp.proj.bias".
 class TransformerBlock : public Layer {
  public:
   TransformerBlock(int width, int heads, const LayerFactory& factory, core::RandomStream& rng,
@@ -164,9 +175,9 @@ class TransformerBlock : public Layer {
   std::vector<Eigen::MatrixXd*> parameters() override;
   std::vector<Eigen::MatrixXd*> gradients() override;
   std::vector<Eigen::MatrixXd*> buffers() override;
+  NamedMatrices named_parameters() override;
+  NamedMatrices named_buffers() override;
   std::string name() const override;
-  // Names of parameters(), e.g. "block0.ln1.gain", "block0.attention.query.weight".
-  std::vector<std::string> parameter_names() const;
 
   CausalSelfAttention& attention() { return attention_; }
 
@@ -197,12 +208,14 @@ struct CharTransformerConfig {
 // mean per-character loss in nats.
 // Initial draws from `rng`, in this order: token table, positional table, then per block
 // query, key, value, output, fc, proj, then the head — the same for every factory.
-// parameters() / parameter_names(), in this fixed order:
+// parameters() / named_parameters() (and parameter_names(), the names alone), in this fixed order:
 //   token_embedding.weight, position_embedding.weight,
 //   block<l>.{ln1.gain, ln1.bias, attention.{query,key,value,output}.{weight,bias}, ln2.gain,
 //             ln2.bias, mlp.fc.{weight,bias}, mlp.proj.{weight,bias}} for l = 0..L−1,
 //   ln_f.gain, ln_f.bias, head.weight, head.bias.
-// buffers(): the factory layers' buffers() in the same layer order (empty for digital layers).
+// buffers() / named_buffers(): the factory layers' buffers in the same layer order, named
+// "<layer>.<the layer's own buffer name>", e.g. "block0.attention.query.buffer0" (none for digital
+// layers).
 class CharTransformer : public Layer {
  public:
   CharTransformer(const CharTransformerConfig& config, const LayerFactory& factory, core::RandomStream& rng);
@@ -217,7 +230,9 @@ class CharTransformer : public Layer {
   std::vector<Eigen::MatrixXd*> parameters() override;
   std::vector<Eigen::MatrixXd*> gradients() override;
   std::vector<Eigen::MatrixXd*> buffers() override;
-  std::vector<std::string> parameter_names() const;
+  NamedMatrices named_parameters() override;
+  NamedMatrices named_buffers() override;
+  std::vector<std::string> parameter_names();
   std::string name() const override;
 
   const CharTransformerConfig& config() const { return config_; }

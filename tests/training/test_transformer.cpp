@@ -134,6 +134,28 @@ class RecordingFactory final : public LayerFactory {
   mutable std::vector<std::string> made;
 };
 
+// A Linear with one buffer (like an analog layer's input scale), to check that containers list
+// their factory layers' buffers.
+class BufferedLinear final : public Linear {
+ public:
+  using Linear::Linear;
+  std::vector<MatrixXd*> buffers() override { return {&scale_}; }
+
+ private:
+  MatrixXd scale_ = MatrixXd::Ones(1, 1);
+};
+
+class BufferedFactory final : public LayerFactory {
+ public:
+  std::unique_ptr<Layer> linear(int in, int out, core::RandomStream& rng, Init init, const std::string&) const override {
+    return std::make_unique<BufferedLinear>(in, out, rng, init);
+  }
+  std::unique_ptr<Layer> conv2d(const Conv2dShape& shape, core::RandomStream& rng, Init init,
+                                const std::string&) const override {
+    return std::make_unique<Conv2d>(shape, rng, init);
+  }
+};
+
 CharTransformerConfig tiny_config() {
   CharTransformerConfig c;
   c.vocab_size = 7;
@@ -430,7 +452,24 @@ TEST(CharTransformer, ParameterNamesFollowTheDocumentedOrder) {
   EXPECT_EQ(params[1]->cols(), 5);
   EXPECT_EQ(params[14]->rows(), 32);
   EXPECT_EQ(params[params.size() - 2]->rows(), 7);
+  const NamedMatrices named = model.named_parameters();
+  for (std::size_t k = 0; k < named.size(); ++k) EXPECT_EQ(named[k].second, params[k]) << names[k];
   EXPECT_TRUE(model.buffers().empty());  // digital layers keep no buffers
+}
+
+TEST(CharTransformer, BuffersOfTheFactoryLayersAreListedWithTheirNames) {
+  core::RandomStream rng(20, "test");
+  CharTransformer model(tiny_config(), BufferedFactory(), rng);
+  const std::vector<MatrixXd*> buffers = model.buffers();
+  const NamedMatrices named = model.named_buffers();
+  ASSERT_EQ(buffers.size(), 13u);  // 6 factory layers per block, and the head
+  ASSERT_EQ(named.size(), buffers.size());
+  for (std::size_t k = 0; k < named.size(); ++k) EXPECT_EQ(named[k].second, buffers[k]);
+  EXPECT_EQ(named[0].first, "block0.attention.query.buffer0");
+  EXPECT_EQ(named[3].first, "block0.attention.output.buffer0");
+  EXPECT_EQ(named[5].first, "block0.mlp.proj.buffer0");
+  EXPECT_EQ(named[6].first, "block1.attention.query.buffer0");
+  EXPECT_EQ(named[12].first, "head.buffer0");
 }
 
 TEST(CharTransformer, ShapesAndConfigValidation) {
