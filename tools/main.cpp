@@ -14,6 +14,7 @@
 #include "tools/bench_solvers.hpp"
 #include "tools/measured.hpp"
 #include "tools/simulate.hpp"
+#include "tools/train.hpp"
 #include "tools/validate.hpp"
 
 namespace {
@@ -156,6 +157,57 @@ int main(int argc, char** argv) {
   validate->add_option("-o,--output", validate_options.output, "Report (HDF5) to write");
   validate->add_option("--plot", validate_options.plot, "Picture (PNG) of measured ramps and the simulated band");
 
+  // `xbar train` and `xbar eval`: train a network against the simulator, score it on fresh
+  // hardware over time (tools/train.hpp).
+  xbar::tools::TrainOptions train_options;
+  std::string train_model, train_method, train_ste_backward, train_optimizer;
+  int train_batch = 128;
+  double train_lr = 1e-3, train_read_time = 0;
+  std::int64_t train_limit = 0;
+  std::uint64_t train_seed = 0;
+  CLI::App* train = app.add_subcommand("train", "Train a network (digitally or on the simulated tiles of a card)");
+  train->fallthrough();
+  train->add_option("--card", train_options.card, "Device card (YAML); a resumed run keeps the card it was trained with");
+  CLI::Option* train_model_opt = train->add_option("--model", train_model, "Network: mlp or lenet");
+  train->add_option("--data", train_options.data, "Data set (default fashion-mnist; $XBAR_FASHION_MNIST_DIR or the Debian package)");
+  CLI::Option* train_method_opt =
+      train->add_option("--method", train_method, "Training method: ideal (default), nat, nat-full or ste");
+  CLI::Option* train_ste_opt = train->add_option("--ste-backward", train_ste_backward,
+                                                 "Backward of ste: clean, programmed or effective (default)");
+  train->add_option("--epochs", train_options.epochs, "Total epochs of the run (default 1)");
+  CLI::Option* train_batch_opt = train->add_option("--batch", train_batch, "Mini-batch size (default 128)");
+  CLI::Option* train_lr_opt = train->add_option("--lr", train_lr, "Learning rate (default 1e-3)");
+  CLI::Option* train_optimizer_opt =
+      train->add_option("--optimizer", train_optimizer, "adam (default) or sgd (momentum 0.9)");
+  CLI::Option* train_limit_opt =
+      train->add_option("--train-limit", train_limit, "Use the first N training images (default all)");
+  train->add_option("--test-limit", train_options.test_limit, "Score the first N test images after each epoch (default all)");
+  CLI::Option* train_seed_opt = train->add_option("--seed", train_seed, "Seed of every random stream (default: the card's)");
+  CLI::Option* train_read_time_opt = train->add_option(
+      "--train-read-time", train_read_time, "Seconds after programming at which the training hardware is read (default 0)");
+  train->add_option("--set", train_options.overrides, "Override a card value, key.path=value; repeatable")
+      ->allow_extra_args(false);
+  train->add_option("-o,--output", train_options.output, "Checkpoint to write (HDF5; rewritten after every epoch)");
+  train->add_option("--resume", train_options.resume, "Continue the run in this checkpoint up to --epochs");
+
+  xbar::tools::EvalOptions eval_options;
+  std::string eval_times = "0";
+  std::uint64_t eval_seed = 0;
+  CLI::App* eval = app.add_subcommand("eval", "Program a trained network onto fresh simulated hardware and score it over time");
+  eval->fallthrough();
+  eval->add_option("--card", eval_options.card, "Card of the hardware to evaluate on")->required();
+  eval->add_option("--checkpoint", eval_options.checkpoint, "Run written by xbar train")->required();
+  eval->add_option("--times", eval_times, "Read times after programming, s, comma-separated (default 0)");
+  eval->add_option("--repeats", eval_options.repeats, "Independent programmings (default 5)");
+  eval->add_option("--test-limit", eval_options.test_limit, "Score the first N test images (default all)");
+  eval->add_option("--calibrate-columns", eval_options.calibrate_columns,
+                   "Fit a gain and offset per output on N held-out training images before scoring (default off)");
+  eval->add_option("--batch", eval_options.batch, "Images per forward pass (default 500)");
+  CLI::Option* eval_seed_opt = eval->add_option("--seed", eval_seed, "Seed of the hardware (default: the card's)");
+  eval->add_option("--set", eval_options.overrides, "Override a card value, key.path=value; repeatable")
+      ->allow_extra_args(false);
+  eval->add_flag("--json", eval_options.json, "Print only a JSON list of {time_s, mean, std, repeats}");
+
   CLI11_PARSE(app, argc, argv);
   xbar::core::ThreadSetup thread_setup(threads);
   try {
@@ -183,6 +235,27 @@ int main(int argc, char** argv) {
     }
     if (validate->parsed()) {
       std::cout << xbar::tools::validate_command(validate_options);
+      return 0;
+    }
+    if (train->parsed()) {
+      if (train_model_opt->count()) train_options.model = train_model;
+      if (train_method_opt->count()) train_options.method = train_method;
+      if (train_ste_opt->count()) train_options.ste_backward = train_ste_backward;
+      if (train_batch_opt->count()) train_options.batch = train_batch;
+      if (train_lr_opt->count()) train_options.learning_rate = train_lr;
+      if (train_optimizer_opt->count()) train_options.optimizer = train_optimizer;
+      if (train_limit_opt->count()) train_options.train_limit = train_limit;
+      if (train_seed_opt->count()) train_options.seed = train_seed;
+      if (train_read_time_opt->count()) train_options.train_read_time_s = train_read_time;
+      std::cout << xbar::tools::train_command(train_options);
+      return 0;
+    }
+    if (eval->parsed()) {
+      eval_options.times_s = xbar::tools::parse_times(eval_times);
+      if (eval_seed_opt->count()) eval_options.seed = eval_seed;
+      const auto report = xbar::tools::evaluate_checkpoint(eval_options);
+      std::cout << (eval_options.json ? xbar::tools::eval_json(eval_options, report)
+                                      : xbar::tools::eval_table(eval_options, report));
       return 0;
     }
     const xbar::core::Card card = xbar::tools::load_card_for_cli(card_file, overrides, seed);

@@ -1,0 +1,220 @@
+// `xbar train` and `xbar eval` as a user meets them, on a small generated IDX data set: one
+// epoch writes a checkpoint with metrics, a resumed run equals a straight one bit for bit, the
+// thread count changes nothing, eval scores the checkpoint on simulated hardware, and mistakes
+// are one-line user errors that leave no file behind.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "core/random.hpp"
+#include "core/trace.hpp"
+#include "tests/support/files.hpp"
+
+namespace fs = std::filesystem;
+using testing::HasSubstr;
+using xbar::testing_support::Outcome;
+using xbar::testing_support::run_command;
+
+namespace {
+
+// Writes plain IDX files of `count` 28×28 images: class c is a bright 6×6 square at one of ten
+// places over dim noise, so that a small network learns it within an epoch.
+void write_split(const fs::path& folder, const std::string& prefix, int count, std::uint64_t seed) {
+  xbar::core::RandomStream rng(seed, "idx_fixture");
+  std::string images, labels;
+  auto be32 = [](std::string& out, std::uint32_t v) {
+    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
+  };
+  be32(images, 2051);
+  be32(images, static_cast<std::uint32_t>(count));
+  be32(images, 28);
+  be32(images, 28);
+  be32(labels, 2049);
+  be32(labels, static_cast<std::uint32_t>(count));
+  for (int k = 0; k < count; ++k) {
+    const int c = static_cast<int>(rng.uniform() * 10);
+    labels.push_back(static_cast<char>(c));
+    std::string pixels(784, '\0');
+    for (char& p : pixels) p = static_cast<char>(rng.uniform() * 40);
+    const int y0 = 4 + 6 * (c / 4), x0 = 4 + 6 * (c % 4);
+    for (int y = y0; y < y0 + 6; ++y)
+      for (int x = x0; x < x0 + 6; ++x) pixels[y * 28 + x] = static_cast<char>(200 + rng.uniform() * 55);
+    images += pixels;
+  }
+  std::ofstream(folder / (prefix + "-images-idx3-ubyte"), std::ios::binary) << images;
+  std::ofstream(folder / (prefix + "-labels-idx1-ubyte"), std::ios::binary) << labels;
+}
+
+class TrainCli : public xbar::testing_support::TempDirTest {
+ protected:
+  void SetUp() override {
+    TempDirTest::SetUp();
+    data_ = dir_ / "idx";
+    fs::create_directories(data_);
+    write_split(data_, "train", 300, 1);
+    write_split(data_, "t10k", 100, 2);
+    setenv("XBAR_FASHION_MNIST_DIR", data_.c_str(), 1);
+  }
+  void TearDown() override {
+    unsetenv("XBAR_FASHION_MNIST_DIR");
+    TempDirTest::TearDown();
+  }
+
+  // Runs `xbar ARGS` from the repository root.
+  Outcome xbar(const std::string& args) const {
+    return run_command(XBAR_EXECUTABLE, args, XBAR_SOURCE_DIR, dir_ / "stdout.txt", dir_ / "stderr.txt");
+  }
+  std::string out(const std::string& name) const { return "'" + (dir_ / name).string() + "'"; }
+
+  fs::path data_;
+};
+
+// A small ideal-device card on the effective-matrix solver: analog runs take seconds.
+const std::string kAnalogCard = "--card cards/ideal.yaml --set solver.method=effective";
+const std::string kDigitalRun = "train --card cards/ideal.yaml --model mlp --test-limit 50 --batch 64";
+
+// Every dataset under /parameters and /optimizer, read back.
+std::vector<std::pair<std::string, Eigen::MatrixXd>> state_of(const fs::path& file) {
+  const xbar::core::TraceReader trace(file);
+  std::vector<std::pair<std::string, Eigen::MatrixXd>> state;
+  for (const std::string& name : trace.list("/parameters")) state.emplace_back(name, trace.read_matrix("/parameters/" + name));
+  for (const std::string& group : trace.list("/optimizer"))
+    for (const std::string& name : trace.list("/optimizer/" + group))
+      state.emplace_back(group + "/" + name, trace.read_matrix("/optimizer/" + group + "/" + name));
+  return state;
+}
+
+void expect_same_state(const fs::path& a, const fs::path& b) {
+  const auto sa = state_of(a), sb = state_of(b);
+  ASSERT_EQ(sa.size(), sb.size());
+  ASSERT_GE(sa.size(), 18u);  // 6 or 8 parameters and Adam's two moments of each
+  for (std::size_t i = 0; i < sa.size(); ++i) {
+    EXPECT_EQ(sa[i].first, sb[i].first);
+    EXPECT_TRUE(sa[i].second == sb[i].second) << sa[i].first << " differs";
+  }
+}
+
+}  // namespace
+
+TEST_F(TrainCli, OneEpochWritesACheckpointWithMetricsAndPrintsTheSummary) {
+  const Outcome run = xbar(kDigitalRun + " --epochs 1 -o " + out("run.h5"));
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("s per epoch"));
+  EXPECT_THAT(run.out, HasSubstr("peak resident memory"));
+  EXPECT_THAT(run.out, HasSubstr("final: train loss"));
+  // Not a terminal: plain log lines, one per ~10% of the epoch and one for the epoch.
+  EXPECT_THAT(run.err, HasSubstr("epoch 1/1: train loss"));
+  EXPECT_THAT(run.err, HasSubstr("steps) loss"));
+  EXPECT_EQ(run.err.find('\r'), std::string::npos);
+
+  const xbar::core::TraceReader trace(dir_ / "run.h5");
+  EXPECT_EQ(trace.attribute_string("/", "model"), "mlp");
+  EXPECT_EQ(trace.attribute_string("/", "method"), "ideal");
+  EXPECT_EQ(trace.attribute_int("/", "epochs_completed"), 1);
+  EXPECT_EQ(trace.attribute_int("/", "global_step"), 5);  // 300 images in batches of 64
+  EXPECT_EQ(trace.attribute_int("/", "batch"), 64);
+  EXPECT_THAT(trace.attribute_string("/", "card"), HasSubstr("g_max"));
+  EXPECT_EQ(trace.shape("/parameters/fc1.weight"), (std::vector<std::size_t>{256, 784}));
+  const Eigen::MatrixXd test_accuracy = trace.read_matrix("/metrics/test_accuracy");
+  ASSERT_EQ(test_accuracy.size(), 1);
+  EXPECT_GT(test_accuracy(0), 0.5) << "the fixture's classes are easy to tell apart";
+  EXPECT_GT(trace.read_matrix("/metrics/wall_time_s")(0), 0.0);
+  EXPECT_GT(trace.read_matrix("/metrics/peak_resident_memory_bytes")(0), 1e6);
+  EXPECT_EQ(folder_listing(), (std::vector<std::string>{"idx", "run.h5", "stderr.txt", "stdout.txt"}));
+}
+
+TEST_F(TrainCli, ResumedRunEqualsTheStraightRunAndThreadsChangeNothing) {
+  ASSERT_EQ(xbar("--threads 2 " + kDigitalRun + " --epochs 2 -o " + out("straight.h5")).exit_code, 0);
+  ASSERT_EQ(xbar("--threads 1 " + kDigitalRun + " --epochs 1 -o " + out("half.h5")).exit_code, 0);
+  const Outcome resumed = xbar("train --resume " + out("half.h5") + " --epochs 2 --test-limit 50 -o " + out("resumed.h5"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  expect_same_state(dir_ / "straight.h5", dir_ / "resumed.h5");
+  const xbar::core::TraceReader trace(dir_ / "resumed.h5");
+  EXPECT_EQ(trace.attribute_int("/", "epochs_completed"), 2);
+  EXPECT_EQ(trace.read_matrix("/metrics/train_loss").size(), 2);
+  const xbar::core::TraceReader straight(dir_ / "straight.h5");
+  EXPECT_EQ(trace.read_matrix("/metrics/test_accuracy"), straight.read_matrix("/metrics/test_accuracy"));
+
+  // A resumed run keeps its configuration.
+  const Outcome conflict = xbar("train --resume " + out("half.h5") + " --epochs 2 --model lenet -o " + out("x.h5"));
+  EXPECT_EQ(conflict.exit_code, 2);
+  EXPECT_THAT(conflict.err, HasSubstr("--model lenet"));
+  EXPECT_THAT(conflict.err, HasSubstr("mlp"));
+  EXPECT_FALSE(fs::exists(dir_ / "x.h5"));
+}
+
+TEST_F(TrainCli, EvalScoresTheCheckpointOnFreshHardwarePerReadTime) {
+  ASSERT_EQ(xbar("train --card cards/ideal.yaml --model lenet --test-limit 20 --epochs 2 -o " + out("run.h5")).exit_code, 0);
+  const std::string eval = "eval " + kAnalogCard + " --checkpoint " + out("run.h5") + " --repeats 2 --test-limit 20";
+  const Outcome json = xbar(eval + " --times 0,3600 --json");
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  const std::regex row(R"(\{"time_s": ([0-9.e+]+), "mean": ([0-9.e+-]+), "std": ([0-9.e+-]+), "repeats": 2)");
+  std::vector<double> times, means;
+  for (auto it = std::sregex_iterator(json.out.begin(), json.out.end(), row); it != std::sregex_iterator(); ++it) {
+    times.push_back(std::stod((*it)[1]));
+    means.push_back(std::stod((*it)[2]));
+  }
+  ASSERT_EQ(times, (std::vector<double>{0, 3600})) << json.out;
+  EXPECT_EQ(json.out.front(), '[');
+  // The ideal device with small wires keeps the network far above chance (10%).
+  for (double m : means) EXPECT_GT(m, 0.5);
+  EXPECT_THAT(json.err, testing::IsEmpty());
+
+  const Outcome table = xbar(eval + " --times 0 --calibrate-columns 16");
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_THAT(table.out, HasSubstr("accuracy_mean"));
+  EXPECT_THAT(table.out, HasSubstr("column calibration on 16"));
+  EXPECT_THAT(table.err, HasSubstr("programming 2/2"));
+}
+
+TEST_F(TrainCli, AnalogTrainingRunsAndResumesOnTheCard) {
+  const std::string run = "train " + kAnalogCard + " --model lenet --method ste --ste-backward effective --train-limit 32 "
+                          "--batch 16 --test-limit 8";
+  ASSERT_EQ(xbar(run + " --epochs 2 -o " + out("straight.h5")).exit_code, 0);
+  ASSERT_EQ(xbar(run + " --epochs 1 -o " + out("half.h5")).exit_code, 0);
+  const Outcome resumed = xbar("train --resume " + out("half.h5") + " --epochs 2 --test-limit 8 -o " + out("resumed.h5"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  expect_same_state(dir_ / "straight.h5", dir_ / "resumed.h5");
+  const xbar::core::TraceReader trace(dir_ / "resumed.h5");
+  EXPECT_EQ(trace.attribute_string("/", "method"), "ste");
+  EXPECT_TRUE(trace.exists("/buffers/conv1.input_scale")) << "analog layers keep their buffers";
+}
+
+TEST_F(TrainCli, MistakesAreUserErrorsThatLeaveNoFile) {
+  struct Case {
+    std::string args, expected;
+  };
+  const std::string base = "train --card cards/ideal.yaml --test-limit 50 --epochs 1";
+  const std::vector<Case> cases = {
+      {base + " --model resnet -o " + out("a.h5"), "resnet"},
+      {base + " --model mlp --method magic -o " + out("a.h5"), "magic"},
+      {base + " --model mlp --optimizer rmsprop -o " + out("a.h5"), "rmsprop"},
+      {base + " --model mlp --batch 0 -o " + out("a.h5"), "--batch"},
+      {base + " --model mlp --data cifar -o " + out("a.h5"), "cifar"},
+      {base + " --model mlp -o " + out("missing/a.h5"), "missing"},
+      {base + " --model mlp --set tile.rows=-3 -o " + out("a.h5"), "tile.rows"},
+      {base + " --model mlp", "-o"},
+      {base + " -o " + out("a.h5"), "--model"},
+      {"eval --card cards/ideal.yaml --checkpoint " + out("none.h5"), "none.h5"},
+      {"eval --card cards/ideal.yaml --checkpoint " + out("none.h5") + " --times 0,soon", "soon"},
+  };
+  for (const Case& c : cases) {
+    const Outcome run = xbar(c.args);
+    EXPECT_EQ(run.exit_code, 2) << c.args << "\n" << run.err;
+    EXPECT_THAT(run.err, HasSubstr(c.expected)) << c.args;
+    EXPECT_FALSE(fs::exists(dir_ / "a.h5")) << c.args;
+  }
+  // Missing data: the loader's message, naming the folder and how to install the data.
+  setenv("XBAR_FASHION_MNIST_DIR", (dir_ / "nowhere").c_str(), 1);
+  const Outcome no_data = xbar(kDigitalRun + " -o " + out("a.h5"));
+  EXPECT_EQ(no_data.exit_code, 2);
+  EXPECT_THAT(no_data.err, HasSubstr("nowhere"));
+  EXPECT_FALSE(fs::exists(dir_ / "a.h5"));
+}

@@ -1,0 +1,442 @@
+// `xbar train` and `xbar eval`; see train.hpp.
+#include "tools/train.hpp"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+#include "core/error.hpp"
+#include "core/random.hpp"
+#include "devices/registry.hpp"
+#include "models/fashion_mnist.hpp"
+#include "models/networks.hpp"
+#include "tools/simulate.hpp"
+#include "training/analog.hpp"
+#include "training/checkpoint.hpp"
+#include "training/network.hpp"
+#include "training/trainer.hpp"
+
+namespace xbar::tools {
+namespace {
+
+using core::UserError;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// A labelled classification split.
+struct Labelled {
+  Eigen::MatrixXd inputs;  // features × N
+  Eigen::VectorXi labels;  // N
+};
+
+void require_known_data(const std::string& data) {
+  if (data != "fashion-mnist")
+    throw UserError(fmt::format("--data: unknown data set '{}'; expected fashion-mnist", data));
+}
+
+Labelled load_split(const std::string& data, models::Split split, std::size_t limit) {
+  require_known_data(data);
+  models::Dataset d = models::load_fashion_mnist(split, limit);
+  return {std::move(d.images), std::move(d.labels)};
+}
+
+// The stream the model's initial weights are drawn from (the same for every factory).
+core::RandomStream model_init_stream(std::uint64_t seed) { return core::RandomStream(seed, "model_init"); }
+
+std::unique_ptr<training::LayerFactory> make_factory(const core::Card& card, const training::RunConfig& config) {
+  const training::TrainingMethod method = training::parse_training_method(config.method);
+  if (method == training::TrainingMethod::ideal) return std::make_unique<training::DigitalLayerFactory>();
+  training::AnalogOptions options;
+  options.method = method;
+  options.ste_backward = training::parse_ste_backward(config.ste_backward);
+  options.train_read_time_s = config.train_read_time_s;
+  return std::make_unique<training::AnalogLayerFactory>(card, devices::builtin_devices(), options);
+}
+
+core::Card load_card_with_seed(const std::filesystem::path& file, const std::vector<std::string>& overrides,
+                               const std::optional<std::uint64_t>& seed) {
+  return load_card_for_cli(file, overrides, seed ? std::to_string(*seed) : std::string());
+}
+
+template <class T>
+std::string show(const T& value) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    return value;
+  } else {
+    return fmt::format("{}", value);
+  }
+}
+
+// A resumed run keeps its configuration: an option given with another value is a mistake.
+template <class T>
+void require_same(const char* option, const std::optional<T>& given, const T& saved, const std::filesystem::path& file) {
+  if (given && *given != saved) {
+    throw UserError(fmt::format("{} {} conflicts with the run being resumed ({} was trained with {} {}); a resumed "
+                                "run keeps its configuration",
+                                option, show(*given), file.string(), option, show(saved)));
+  }
+}
+
+void require_writable_folder(const std::filesystem::path& output) {
+  const std::filesystem::path folder = output.has_parent_path() ? output.parent_path() : std::filesystem::path(".");
+  if (!std::filesystem::is_directory(folder))
+    throw UserError(fmt::format("-o {}: the folder {} does not exist", output.string(), folder.string()));
+}
+
+std::string megabytes(double bytes) { return fmt::format("{:.0f} MB", bytes / 1e6); }
+
+// Progress on stderr: a bar redrawn in place on a terminal, plain lines (every ~10% of an epoch)
+// otherwise.
+class ProgressReporter {
+ public:
+  explicit ProgressReporter(int epochs) : epochs_(epochs), terminal_(isatty(STDERR_FILENO) == 1) {}
+
+  void start_epoch() {
+    start_ = Clock::now();
+    last_draw_ = start_;
+    last_decile_ = 0;
+  }
+
+  void step(const training::StepProgress& p) {
+    const double fraction = static_cast<double>(p.step_in_epoch) / static_cast<double>(p.steps_in_epoch);
+    if (terminal_) {
+      const auto now = Clock::now();
+      if (p.step_in_epoch != p.steps_in_epoch && now - last_draw_ < std::chrono::milliseconds(100)) return;
+      last_draw_ = now;
+      constexpr int width = 30;
+      const int filled = static_cast<int>(fraction * width);
+      std::fprintf(stderr, "\r\033[Kepoch %d/%d [%s%s] %3.0f%% loss %.4f acc %.4f %.1f s", p.epoch, epochs_,
+                   std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(), 100 * fraction,
+                   p.mean_loss, p.accuracy, seconds_since(start_));
+      std::fflush(stderr);
+      return;
+    }
+    const int decile = static_cast<int>(fraction * 10 + 1e-9);
+    if (decile > last_decile_ && p.step_in_epoch != p.steps_in_epoch) {
+      last_decile_ = decile;
+      std::fprintf(stderr, "epoch %d/%d: %3.0f%% (%zu/%zu steps) loss %.4f acc %.4f %.1f s\n", p.epoch, epochs_,
+                   100 * fraction, p.step_in_epoch, p.steps_in_epoch, p.mean_loss, p.accuracy, seconds_since(start_));
+      std::fflush(stderr);
+    }
+  }
+
+  void end_epoch(const training::EpochMetrics& m) {
+    if (terminal_) std::fprintf(stderr, "\r\033[K");
+    std::fprintf(stderr, "epoch %d/%d: train loss %.4f acc %.4f, test acc %.4f, %.1f s, peak memory %s\n", m.epoch,
+                 epochs_, m.train_loss, m.train_accuracy, m.test_accuracy, m.wall_time_s,
+                 megabytes(m.peak_resident_memory_bytes).c_str());
+    std::fflush(stderr);
+  }
+
+ private:
+  int epochs_;
+  bool terminal_;
+  Clock::time_point start_, last_draw_;
+  int last_decile_ = 0;
+};
+
+std::vector<Eigen::MatrixXd> copy_buffers(training::Layer& model) {
+  std::vector<Eigen::MatrixXd> copies;
+  for (Eigen::MatrixXd* b : model.buffers()) copies.push_back(*b);
+  return copies;
+}
+
+void restore_buffers(training::Layer& model, const std::vector<Eigen::MatrixXd>& copies) {
+  const std::vector<Eigen::MatrixXd*> buffers = model.buffers();
+  for (std::size_t i = 0; i < buffers.size(); ++i) *buffers[i] = copies[i];
+}
+
+std::string summary_text(const training::RunConfig& config, const training::RunProgress& progress,
+                         const std::filesystem::path& output, int epochs_this_run) {
+  std::string text = fmt::format("xbar train: {} on {} with method {}{}, seed {}, batch {}, {} lr {}\n", config.model,
+                                 config.data, config.method,
+                                 config.method == "ste" ? " (backward " + config.ste_backward + ")" : "", config.seed,
+                                 config.batch, config.optimizer, config.learning_rate);
+  text += "epoch  train_loss  train_acc  test_acc  wall_s  peak_memory\n";
+  for (const auto& m : progress.history) {
+    text += fmt::format("{:5d}  {:10.4f}  {:9.4f}  {:8.4f}  {:6.1f}  {}\n", m.epoch, m.train_loss, m.train_accuracy,
+                        m.test_accuracy, m.wall_time_s, megabytes(m.peak_resident_memory_bytes));
+  }
+  if (!progress.history.empty()) {
+    const auto& last = progress.history.back();
+    double total = 0;
+    for (const auto& m : progress.history) total += m.wall_time_s;
+    text += fmt::format(
+        "final: train loss {:.4f}, train accuracy {:.4f}, test accuracy {:.4f}; {:.2f} s per epoch; peak resident "
+        "memory {}\n",
+        last.train_loss, last.train_accuracy, last.test_accuracy, total / static_cast<double>(progress.history.size()),
+        megabytes(last.peak_resident_memory_bytes));
+  }
+  if (epochs_this_run == 0) text += fmt::format("nothing to train: the run has {} epochs\n", progress.epochs_completed);
+  text += fmt::format("checkpoint: {}\n", output.string());
+  return text;
+}
+
+}  // namespace
+
+std::string train_command(const TrainOptions& options) {
+  const auto& registry = devices::builtin_devices();
+  training::RunConfig config;
+  training::RunProgress progress;
+  std::optional<training::Checkpoint> checkpoint;
+  core::Card card;
+  if (!options.resume.empty()) {
+    checkpoint = training::read_checkpoint(options.resume);
+    config = checkpoint->config;
+    const auto& file = options.resume;
+    require_same("--model", options.model, config.model, file);
+    require_same("--method", options.method, config.method, file);
+    require_same("--ste-backward", options.ste_backward, config.ste_backward, file);
+    require_same("--batch", options.batch, config.batch, file);
+    require_same("--lr", options.learning_rate, config.learning_rate, file);
+    require_same("--optimizer", options.optimizer, config.optimizer, file);
+    require_same("--train-limit", options.train_limit, config.train_limit, file);
+    require_same("--seed", options.seed, config.seed, file);
+    require_same("--train-read-time", options.train_read_time_s, config.train_read_time_s, file);
+    require_same("--data", std::optional<std::string>(options.data), config.data, file);
+    card = core::load_card_text(config.card_yaml, config.card_path, {}, registry.param_lookup(), registry.names());
+    if (!options.card.empty()) {
+      const core::Card given = load_card_with_seed(options.card, options.overrides, options.seed);
+      if (given.effective_yaml != config.card_yaml) {
+        throw UserError(fmt::format("--card {} differs from the card the run in {} was trained with ({}); a resumed "
+                                    "run keeps its card (omit --card)",
+                                    options.card.string(), file.string(), config.card_path));
+      }
+    } else if (!options.overrides.empty()) {
+      throw UserError("--set needs --card; a resumed run keeps the card stored in its checkpoint");
+    }
+    progress = checkpoint->progress;
+  } else {
+    if (!options.model) throw UserError("--model is required (expected one of: mlp, lenet)");
+    if (options.card.empty()) throw UserError("--card is required");
+    card = load_card_with_seed(options.card, options.overrides, options.seed);
+    config.model = *options.model;
+    config.data = options.data;
+    config.method = options.method.value_or("ideal");
+    config.ste_backward = options.ste_backward.value_or("effective");
+    config.card_yaml = card.effective_yaml;
+    config.card_path = options.card.string();
+    config.seed = card.seed;
+    config.batch = options.batch.value_or(128);
+    config.learning_rate = options.learning_rate.value_or(1e-3);
+    config.optimizer = options.optimizer.value_or("adam");
+    config.train_limit = options.train_limit.value_or(0);
+    config.train_read_time_s = options.train_read_time_s.value_or(0.0);
+  }
+  require_known_data(config.data);
+  training::parse_training_method(config.method);
+  training::parse_ste_backward(config.ste_backward);
+  if (config.train_limit < 0) throw UserError(fmt::format("--train-limit = {}: must be >= 0", config.train_limit));
+  if (!(config.train_read_time_s >= 0))
+    throw UserError(fmt::format("--train-read-time = {}: must be >= 0 s", config.train_read_time_s));
+  if (options.epochs < 1) throw UserError(fmt::format("--epochs = {}: must be >= 1", options.epochs));
+  training::TrainerOptions trainer_options;
+  trainer_options.batch = config.batch;
+  trainer_options.learning_rate = config.learning_rate;
+  trainer_options.optimizer = config.optimizer;
+  trainer_options.validate();
+  const std::filesystem::path output = options.output.empty() ? options.resume : options.output;
+  if (output.empty()) throw UserError("-o RUN.h5 is required (where the checkpoint is written)");
+  require_writable_folder(output);
+
+  const std::unique_ptr<training::LayerFactory> factory = make_factory(card, config);
+  core::RandomStream init = model_init_stream(config.seed);
+  const std::unique_ptr<training::Sequential> model = models::make_model(config.model, *factory, init);
+  training::Trainer trainer(*model, factory->context(), trainer_options);
+  if (checkpoint) {
+    training::load_model(*checkpoint, *model);
+    trainer.set_optimizer_state(checkpoint->optimizer, options.resume.string());
+    trainer.set_global_step(progress.global_step);
+  }
+
+  const Labelled train = load_split(config.data, models::Split::train, static_cast<std::size_t>(config.train_limit));
+  const Labelled test = load_split(config.data, models::Split::test, options.test_limit);
+  const std::shared_ptr<training::HardwareContext> context = factory->context();
+
+  ProgressReporter reporter(options.epochs);
+  const int first_epoch = progress.epochs_completed + 1;
+  for (int epoch = first_epoch; epoch <= options.epochs; ++epoch) {
+    const auto start = Clock::now();
+    reporter.start_epoch();
+    core::RandomStream order_rng(config.seed, "data_order", {static_cast<std::uint64_t>(epoch)});
+    const std::vector<int> order = models::shuffled_order(static_cast<std::size_t>(train.inputs.cols()), order_rng);
+    const training::EpochTrainResult result =
+        trainer.train_epoch(train.inputs, train.labels, order, epoch,
+                            [&](const training::StepProgress& p) { reporter.step(p); });
+    // Score the test split in training mode on the hardware of a reserved step; the buffers (e.g.
+    // input scales refreshed by every training-mode forward) are restored, so scoring never
+    // changes the training run.
+    const std::vector<Eigen::MatrixXd> buffers = copy_buffers(*model);
+    if (context) {
+      context->phase = training::HardwarePhase::train;
+      context->step = training::test_step_key(epoch);
+    }
+    const double test_accuracy = training::classification_accuracy(*model, test.inputs, test.labels, 500);
+    restore_buffers(*model, buffers);
+
+    training::EpochMetrics metrics;
+    metrics.epoch = epoch;
+    metrics.train_loss = result.mean_loss;
+    metrics.train_accuracy = result.accuracy;
+    metrics.test_accuracy = test_accuracy;
+    metrics.wall_time_s = seconds_since(start);
+    metrics.peak_resident_memory_bytes = training::peak_resident_memory_bytes();
+    progress.history.push_back(metrics);
+    progress.epochs_completed = epoch;
+    progress.global_step = trainer.global_step();
+    training::save_checkpoint(output, config, progress, *model, trainer.optimizer_state());
+    reporter.end_epoch(metrics);
+  }
+  if (first_epoch > options.epochs && output != options.resume) {
+    training::save_checkpoint(output, config, progress, *model, trainer.optimizer_state());
+  }
+  return summary_text(config, progress, output, std::max(0, options.epochs - first_epoch + 1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// eval
+
+std::vector<double> parse_times(const std::string& text) {
+  std::vector<double> times;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    std::size_t used = 0;
+    double value = 0;
+    try {
+      value = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    while (used < item.size() && item[used] == ' ') ++used;
+    if (item.empty() || used != item.size() || !(value >= 0) || !std::isfinite(value)) {
+      throw UserError(fmt::format("--times: '{}' is not a time in seconds >= 0 (expected e.g. 0,3600,86400)", item));
+    }
+    times.push_back(value);
+  }
+  if (times.empty()) throw UserError("--times: expected at least one time in seconds, e.g. 0,3600,86400");
+  return times;
+}
+
+namespace {
+
+// What evaluation needs from the data of a run: held-out inputs for calibration and the score
+// of a model on the test split. Kept behind this small interface so that other tasks (a language
+// model scored by perplexity) can be added beside classification.
+struct EvalTask {
+  std::string metric;
+  Eigen::MatrixXd heldout;  // held-out training inputs, the last ones of the training split
+  std::function<double(training::Layer&)> score;
+};
+
+EvalTask classification_task(const std::string& data, std::size_t heldout_count, std::size_t test_limit, int batch) {
+  Labelled train = load_split(data, models::Split::train, 0);
+  if (static_cast<std::size_t>(train.inputs.cols()) < heldout_count) {
+    throw UserError(fmt::format("the training split of {} has {} images, calibration needs {} (adc.calibration_inputs "
+                                "and --calibrate-columns)",
+                                data, train.inputs.cols(), heldout_count));
+  }
+  auto test = std::make_shared<Labelled>(load_split(data, models::Split::test, test_limit));
+  EvalTask task;
+  task.metric = "accuracy";
+  task.heldout = train.inputs.rightCols(static_cast<Eigen::Index>(heldout_count));
+  task.score = [test, batch](training::Layer& model) {
+    return training::classification_accuracy(model, test->inputs, test->labels, batch);
+  };
+  return task;
+}
+
+}  // namespace
+
+EvalReport evaluate_checkpoint(const EvalOptions& options) {
+  if (options.repeats < 1) throw UserError(fmt::format("--repeats = {}: must be >= 1", options.repeats));
+  if (options.calibrate_columns < 0)
+    throw UserError(fmt::format("--calibrate-columns = {}: must be >= 0", options.calibrate_columns));
+  if (options.batch < 1) throw UserError(fmt::format("--batch = {}: must be >= 1", options.batch));
+  if (options.times_s.empty()) throw UserError("--times: expected at least one time");
+  const training::Checkpoint checkpoint = training::read_checkpoint(options.checkpoint);
+  const core::Card card = load_card_with_seed(options.card, options.overrides, options.seed);
+
+  // The evaluation phases run the full tile simulation whatever the method was; the training-only
+  // checks of a method (e.g. the effective-matrix solver of ste/effective) do not apply here.
+  training::AnalogOptions analog;
+  analog.method = training::TrainingMethod::ideal;
+  analog.train_read_time_s = checkpoint.config.train_read_time_s;
+  training::AnalogLayerFactory factory(card, devices::builtin_devices(), analog);
+  core::RandomStream init = model_init_stream(checkpoint.config.seed);
+  const std::unique_ptr<training::Sequential> model = models::make_model(checkpoint.config.model, factory, init);
+  training::load_model(checkpoint, *model);
+
+  const int adc_count = card.adc.calibration_inputs;
+  const std::size_t heldout_count = static_cast<std::size_t>(std::max(adc_count, options.calibrate_columns));
+  const EvalTask task = classification_task(checkpoint.config.data, heldout_count, options.test_limit, options.batch);
+  const Eigen::MatrixXd adc_inputs = task.heldout.rightCols(adc_count);
+  const Eigen::MatrixXd column_inputs = task.heldout.rightCols(options.calibrate_columns);
+
+  training::HardwareContext& context = *factory.context();
+  EvalReport report;
+  report.metric = task.metric;
+  for (double t : options.times_s) report.rows.push_back({t, 0, 0, {}});
+  for (int p = 0; p < options.repeats; ++p) {
+    context.programming = static_cast<std::uint64_t>(p);
+    context.column_calibration = false;
+    context.read_time_s = 0;
+    context.phase = training::HardwarePhase::calibrate_adc;
+    model->forward(adc_inputs);
+    for (EvalRow& row : report.rows) {
+      context.read_time_s = row.time_s;
+      context.column_calibration = false;
+      if (options.calibrate_columns > 0) {
+        context.phase = training::HardwarePhase::calibrate_columns;
+        model->forward(column_inputs);
+        context.column_calibration = true;
+      }
+      context.phase = training::HardwarePhase::evaluate;
+      row.values.push_back(task.score(*model));
+      if (!options.json) {
+        std::fprintf(stderr, "programming %d/%d, t = %g s: %s %.4f\n", p + 1, options.repeats, row.time_s,
+                     task.metric.c_str(), row.values.back());
+      }
+    }
+  }
+  for (EvalRow& row : report.rows) {
+    const double n = static_cast<double>(row.values.size());
+    double sum = 0;
+    for (double v : row.values) sum += v;
+    row.mean = sum / n;
+    double squares = 0;
+    for (double v : row.values) squares += (v - row.mean) * (v - row.mean);
+    row.std = row.values.size() > 1 ? std::sqrt(squares / (n - 1)) : 0.0;
+  }
+  return report;
+}
+
+std::string eval_table(const EvalOptions& options, const EvalReport& report) {
+  std::string text = fmt::format("xbar eval: {} on {}, {} programming(s){}\n", options.checkpoint.string(),
+                                 options.card.string(), options.repeats,
+                                 options.calibrate_columns > 0
+                                     ? fmt::format(", column calibration on {} held-out images", options.calibrate_columns)
+                                     : std::string());
+  text += fmt::format("{:>12}  {:>13}  {:>9}\n", "time_s", report.metric + "_mean", "std");
+  for (const EvalRow& row : report.rows) text += fmt::format("{:>12g}  {:>13.4f}  {:>9.4f}\n", row.time_s, row.mean, row.std);
+  return text;
+}
+
+std::string eval_json(const EvalOptions& options, const EvalReport& report) {
+  std::string text = "[";
+  for (std::size_t i = 0; i < report.rows.size(); ++i) {
+    const EvalRow& row = report.rows[i];
+    text += fmt::format("{}{{\"time_s\": {}, \"mean\": {}, \"std\": {}, \"repeats\": {}, \"metric\": \"{}\"}}",
+                        i ? ", " : "", row.time_s, row.mean, row.std, options.repeats, report.metric);
+  }
+  return text + "]\n";
+}
+
+}  // namespace xbar::tools
