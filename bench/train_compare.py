@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Side-by-side training comparison of issue 5: extended STE against noise-aware training.
 
 Trains the same model on the same data with the same seed by `ideal`, `nat` and `ste` on each
@@ -46,8 +46,8 @@ def run_metrics(path):
     """Per-epoch wall time (s) and the peak resident memory (bytes) stored in a training run."""
     with h5py.File(path, "r") as f:
         metrics = f["metrics"]
-        wall = np.asarray(metrics["wall_time_s"][()], dtype=float)
-        peak = np.asarray(metrics["peak_rss_bytes"][()], dtype=float)
+        wall = np.asarray(metrics["train_time_s"][()], dtype=float)
+        peak = np.asarray(metrics["peak_resident_memory_bytes"][()], dtype=float)
         loss = np.asarray(metrics["train_loss"][()], dtype=float)
     return {"epoch_s": float(np.median(wall)), "peak_rss_bytes": float(peak.max()), "final_loss": float(loss[-1])}
 
@@ -66,6 +66,8 @@ def main():
     parser.add_argument("--calibrate-columns", type=int, default=256)
     parser.add_argument("--cost-train-limit", type=int, default=1280,
                         help="images of the one-epoch runs that measure time and memory of nat, nat-full, ste")
+    parser.add_argument("--ste-backwards", default="clean,programmed",
+                        help="extra STE backward variants trained on the harsh card (the default backward always is)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="bench-out/train")
@@ -73,8 +75,9 @@ def main():
 
     os.makedirs(args.out, exist_ok=True)
     log = os.path.join(args.out, "log.txt")
+    xbar = [args.xbar, "--threads", str(args.threads)]
     common = ["--model", args.model, "--data", "fashion-mnist", "--batch", str(args.batch), "--lr", str(args.lr),
-              "--seed", str(args.seed), "--threads", str(args.threads)]
+              "--seed", str(args.seed)]
     cards = args.cards.split(",")
     results = {"settings": vars(args), "accuracy": {}, "cost": {}}
 
@@ -82,28 +85,35 @@ def main():
     harsh = cards[0]
     for method in ["nat", "nat-full", "ste"]:
         path = os.path.join(args.out, f"cost-{method}.h5")
-        run([args.xbar, "train", "--card", harsh, "--method", method, "--epochs", "1",
+        run(xbar + ["train", "--card", harsh, "--method", method, "--epochs", "1",
              "--train-limit", str(args.cost_train_limit), "-o", path] + common, log)
         results["cost"][method] = run_metrics(path)
 
     # 2. Accuracy on each card: ideal once, nat and ste per card.
     runs = {"ideal": os.path.join(args.out, "ideal.h5")}
-    run([args.xbar, "train", "--card", harsh, "--method", "ideal", "--epochs", str(args.epochs),
+    run(xbar + ["train", "--card", harsh, "--method", "ideal", "--epochs", str(args.epochs),
          "--train-limit", str(args.train_limit), "-o", runs["ideal"]] + common, log)
     for card in cards:
         name = os.path.splitext(os.path.basename(card))[0]
         card_runs = dict(runs)
-        for method in ["nat", "ste"]:
-            path = os.path.join(args.out, f"{name}-{method}.h5")
-            run([args.xbar, "train", "--card", card, "--method", method, "--epochs", str(args.epochs),
-                 "--train-limit", str(args.train_limit), "-o", path] + common, log)
-            card_runs[method] = path
+        # On the first (harsh) card every STE backward, to pick the best; elsewhere the default.
+        variants = [("nat", "nat", None), ("ste", "ste", None)]
+        if card == harsh:
+            variants += [(f"ste ({b})", "ste", b) for b in args.ste_backwards.split(",") if b]
+        for label, method, backward in variants:
+            path = os.path.join(args.out, f"{name}-{label.replace(' ', '-').replace('(', '').replace(')', '')}.h5")
+            cmd = xbar + ["train", "--card", card, "--method", method, "--epochs", str(args.epochs),
+                          "--train-limit", str(args.train_limit), "-o", path] + common
+            if backward:
+                cmd += ["--ste-backward", backward]
+            run(cmd, log)
+            card_runs[label] = path
         results["accuracy"][name] = {}
         for method, path in card_runs.items():
             for calibrated in (False, True):
-                cmd = [args.xbar, "eval", "--card", card, "--checkpoint", path, "--times",
-                       ",".join(f"{t:g}" for t in TIMES), "--repeats", str(args.repeats), "--test-limit",
-                       str(args.test_limit), "--threads", str(args.threads), "--json"]
+                cmd = xbar + ["eval", "--card", card, "--checkpoint", path, "--times",
+                              ",".join(f"{t:g}" for t in TIMES), "--repeats", str(args.repeats), "--test-limit",
+                              str(args.test_limit), "--json"]
                 if calibrated:
                     cmd += ["--calibrate-columns", str(args.calibrate_columns)]
                 scores = json.loads(run(cmd, log))
