@@ -130,8 +130,8 @@ class ProgressReporter {
 
   void end_epoch(const training::EpochMetrics& m) {
     if (terminal_) std::fprintf(stderr, "\r\033[K");
-    std::fprintf(stderr, "epoch %d/%d: train loss %.4f acc %.4f, test acc %.4f, %.1f s, peak memory %s\n", m.epoch,
-                 epochs_, m.train_loss, m.train_accuracy, m.test_accuracy, m.wall_time_s,
+    std::fprintf(stderr, "epoch %d/%d: train loss %.4f acc %.4f, test acc %.4f, %.1f s (training %.1f s), peak memory %s\n",
+                 m.epoch, epochs_, m.train_loss, m.train_accuracy, m.test_accuracy, m.wall_time_s, m.train_time_s,
                  megabytes(m.peak_resident_memory_bytes).c_str());
     std::fflush(stderr);
   }
@@ -160,19 +160,24 @@ std::string summary_text(const training::RunConfig& config, const training::RunP
                                  config.data, config.method,
                                  config.method == "ste" ? " (backward " + config.ste_backward + ")" : "", config.seed,
                                  config.batch, config.optimizer, config.learning_rate);
-  text += "epoch  train_loss  train_acc  test_acc  wall_s  peak_memory\n";
+  text += "epoch  train_loss  train_acc  test_acc  wall_s  train_s  peak_memory\n";
   for (const auto& m : progress.history) {
-    text += fmt::format("{:5d}  {:10.4f}  {:9.4f}  {:8.4f}  {:6.1f}  {}\n", m.epoch, m.train_loss, m.train_accuracy,
-                        m.test_accuracy, m.wall_time_s, megabytes(m.peak_resident_memory_bytes));
+    text += fmt::format("{:5d}  {:10.4f}  {:9.4f}  {:8.4f}  {:6.1f}  {:7.1f}  {}\n", m.epoch, m.train_loss,
+                        m.train_accuracy, m.test_accuracy, m.wall_time_s, m.train_time_s,
+                        megabytes(m.peak_resident_memory_bytes));
   }
   if (!progress.history.empty()) {
     const auto& last = progress.history.back();
-    double total = 0;
-    for (const auto& m : progress.history) total += m.wall_time_s;
+    double total = 0, training = 0;
+    for (const auto& m : progress.history) {
+      total += m.wall_time_s;
+      training += m.train_time_s;
+    }
+    const double epochs = static_cast<double>(progress.history.size());
     text += fmt::format(
-        "final: train loss {:.4f}, train accuracy {:.4f}, test accuracy {:.4f}; {:.2f} s per epoch; peak resident "
-        "memory {}\n",
-        last.train_loss, last.train_accuracy, last.test_accuracy, total / static_cast<double>(progress.history.size()),
+        "final: train loss {:.4f}, train accuracy {:.4f}, test accuracy {:.4f}; {:.2f} s per epoch ({:.2f} s "
+        "training); peak resident memory {}\n",
+        last.train_loss, last.train_accuracy, last.test_accuracy, total / epochs, training / epochs,
         megabytes(last.peak_resident_memory_bytes));
   }
   if (epochs_this_run == 0) text += fmt::format("nothing to train: the run has {} epochs\n", progress.epochs_completed);
@@ -271,6 +276,7 @@ std::string train_command(const TrainOptions& options) {
     const training::EpochTrainResult result =
         trainer.train_epoch(train.inputs, train.labels, order, epoch,
                             [&](const training::StepProgress& p) { reporter.step(p); });
+    const double train_time_s = seconds_since(start);
     // Score the test split in training mode on the hardware of a reserved step; the buffers (e.g.
     // input scales refreshed by every training-mode forward) are restored, so scoring never
     // changes the training run.
@@ -288,6 +294,7 @@ std::string train_command(const TrainOptions& options) {
     metrics.train_accuracy = result.accuracy;
     metrics.test_accuracy = test_accuracy;
     metrics.wall_time_s = seconds_since(start);
+    metrics.train_time_s = train_time_s;
     metrics.peak_resident_memory_bytes = training::peak_resident_memory_bytes();
     progress.history.push_back(metrics);
     progress.epochs_completed = epoch;

@@ -32,13 +32,14 @@ std::string shape_text(Eigen::Index rows, Eigen::Index cols) { return fmt::forma
 void write_metrics(core::TraceWriter& out, const std::vector<EpochMetrics>& history) {
   if (history.empty()) return;
   std::vector<std::int32_t> epoch;
-  std::vector<double> loss, train_accuracy, test_accuracy, wall, memory;
+  std::vector<double> loss, train_accuracy, test_accuracy, wall, train_time, memory;
   for (const EpochMetrics& m : history) {
     epoch.push_back(m.epoch);
     loss.push_back(m.train_loss);
     train_accuracy.push_back(m.train_accuracy);
     test_accuracy.push_back(m.test_accuracy);
     wall.push_back(m.wall_time_s);
+    train_time.push_back(m.train_time_s);
     memory.push_back(m.peak_resident_memory_bytes);
   }
   out.write("/metrics/epoch", epoch, {epoch.size()}, "1");
@@ -46,6 +47,7 @@ void write_metrics(core::TraceWriter& out, const std::vector<EpochMetrics>& hist
   out.write("/metrics/train_accuracy", train_accuracy, "1");
   out.write("/metrics/test_accuracy", test_accuracy, "1");
   out.write("/metrics/wall_time_s", wall, "s");
+  out.write("/metrics/train_time_s", train_time, "s");
   out.write("/metrics/peak_resident_memory_bytes", memory, "B");
 }
 
@@ -187,10 +189,11 @@ Checkpoint read_checkpoint(const std::filesystem::path& path) {
     const std::vector<double> train_accuracy = read_vector(in, "/metrics/train_accuracy", epochs, path);
     const std::vector<double> test_accuracy = read_vector(in, "/metrics/test_accuracy", epochs, path);
     const std::vector<double> wall = read_vector(in, "/metrics/wall_time_s", epochs, path);
+    const std::vector<double> train_time = read_vector(in, "/metrics/train_time_s", epochs, path);
     const std::vector<double> memory = read_vector(in, "/metrics/peak_resident_memory_bytes", epochs, path);
     for (std::size_t e = 0; e < epochs; ++e) {
       c.progress.history.push_back(
-          {static_cast<int>(epoch[e]), loss[e], train_accuracy[e], test_accuracy[e], wall[e], memory[e]});
+          {static_cast<int>(epoch[e]), loss[e], train_accuracy[e], test_accuracy[e], wall[e], train_time[e], memory[e]});
     }
   }
   return c;

@@ -21,6 +21,7 @@
 // | `/metrics/epoch`             | 1, 2, ... (one entry per completed epoch) |
 // | `/metrics/train_loss`, `/metrics/train_accuracy`, `/metrics/test_accuracy` | per epoch, units "1" |
 // | `/metrics/wall_time_s`       | wall time of each epoch (training and test), s |
+// | `/metrics/train_time_s`      | wall time of each epoch's training steps alone, s |
 // | `/metrics/peak_resident_memory_bytes` | the process's peak resident memory (VmHWM) at the end of the epoch, B |
 //
 // Buffers: a checkpoint written from a model without buffers (an ideal digital run) loads into a
@@ -65,6 +66,7 @@ struct EpochMetrics {
   double train_accuracy = 0;        // fraction of training images classified right during the epoch
   double test_accuracy = 0;         // fraction of the test split classified right after the epoch
   double wall_time_s = 0;           // wall time of the epoch, training and test (s)
+  double train_time_s = 0;          // wall time of the epoch's training steps alone (s)
   double peak_resident_memory_bytes = 0;  // peak resident memory of the process so far (B)
 };
 

@@ -34,7 +34,7 @@ void require_same_shape(const Eigen::MatrixXd& dy, Eigen::Index rows, Eigen::Ind
 // so every block computes the same numbers whichever thread runs it.
 constexpr Eigen::Index kColumnsPerBlock = 32;      // batch columns per product (Linear)
 constexpr Eigen::Index kRowsPerBlock = 32;         // weight rows per weight-gradient product (Linear)
-constexpr Eigen::Index kConvRowsPerBlock = 2048;   // unfolded rows (samples × output pixels) per block
+constexpr Eigen::Index kConvRowsPerBlock = 576;    // unfolded rows (samples × output pixels) per block
 constexpr Eigen::Index kSamplesPerPoolBlock = 4;   // samples per max-pool block
 constexpr Eigen::Index kElementsPerBlock = 65536;  // elements per elementwise block (ReLU)
 // A convolution block's backward skips the zeros of dy when fewer than 1 in this many entries

@@ -67,7 +67,7 @@ RunProgress sample_progress() {
   RunProgress p;
   p.epochs_completed = 2;
   p.global_step = 36;
-  p.history = {{1, 1.25, 0.5, 0.625, 1.5, 1.0e8}, {2, 0.75, 0.75, 0.8125, 1.25, 1.5e8}};
+  p.history = {{1, 1.25, 0.5, 0.625, 1.5, 1.0, 1.0e8}, {2, 0.75, 0.75, 0.8125, 1.25, 1.125, 1.5e8}};
   return p;
 }
 
@@ -112,6 +112,7 @@ TEST_F(Checkpoints, RoundTripIsBitwise) {
   EXPECT_EQ(c.progress.history[1].train_loss, 0.75);
   EXPECT_EQ(c.progress.history[1].test_accuracy, 0.8125);
   EXPECT_EQ(c.progress.history[0].wall_time_s, 1.5);
+  EXPECT_EQ(c.progress.history[1].train_time_s, 1.125);
   EXPECT_EQ(c.progress.history[0].peak_resident_memory_bytes, 1.0e8);
 
   EXPECT_EQ(c.optimizer.kind, "adam");

@@ -104,7 +104,7 @@ TEST_F(TrainerTest, ResumeAfterACheckpointContinuesBitIdentically) {
     RunProgress progress;
     progress.epochs_completed = 1;
     progress.global_step = first_trainer.global_step();
-    progress.history.push_back({1, 0.5, 0.5, 0.5, 1.0, 1e8});
+    progress.history.push_back({1, 0.5, 0.5, 0.5, 1.0, 0.5, 1e8});
     const auto path = dir_ / ("run-" + optimizer + ".h5");
     save_checkpoint(path, config, progress, *first, first_trainer.optimizer_state());
 
