@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
   // `xbar train` and `xbar eval`: train a network against the simulator, score it on fresh
   // hardware over time (tools/train.hpp).
   xbar::tools::TrainOptions train_options;
-  std::string train_model, train_method, train_ste_backward, train_optimizer;
+  std::string train_model, train_data, train_method, train_ste_backward, train_optimizer;
   int train_batch = 128;
   double train_lr = 1e-3, train_read_time = 0;
   std::int64_t train_limit = 0;
@@ -169,7 +169,8 @@ int main(int argc, char** argv) {
   train->fallthrough();
   train->add_option("--card", train_options.card, "Device card (YAML); a resumed run keeps the card it was trained with");
   CLI::Option* train_model_opt = train->add_option("--model", train_model, "Network: mlp or lenet");
-  train->add_option("--data", train_options.data, "Data set (default fashion-mnist; $XBAR_FASHION_MNIST_DIR or the Debian package)");
+  CLI::Option* train_data_opt = train->add_option(
+      "--data", train_data, "Data set (default fashion-mnist; $XBAR_FASHION_MNIST_DIR or the Debian package)");
   CLI::Option* train_method_opt =
       train->add_option("--method", train_method, "Training method: ideal (default), nat, nat-full or ste");
   CLI::Option* train_ste_opt = train->add_option("--ste-backward", train_ste_backward,
@@ -239,6 +240,7 @@ int main(int argc, char** argv) {
     }
     if (train->parsed()) {
       if (train_model_opt->count()) train_options.model = train_model;
+      if (train_data_opt->count()) train_options.data = train_data;
       if (train_method_opt->count()) train_options.method = train_method;
       if (train_ste_opt->count()) train_options.ste_backward = train_ste_backward;
       if (train_batch_opt->count()) train_options.batch = train_batch;

@@ -206,7 +206,7 @@ std::string train_command(const TrainOptions& options) {
     require_same("--train-limit", options.train_limit, config.train_limit, file);
     require_same("--seed", options.seed, config.seed, file);
     require_same("--train-read-time", options.train_read_time_s, config.train_read_time_s, file);
-    require_same("--data", std::optional<std::string>(options.data), config.data, file);
+    require_same("--data", options.data, config.data, file);
     card = core::load_card_text(config.card_yaml, config.card_path, {}, registry.param_lookup(), registry.names());
     if (!options.card.empty()) {
       const core::Card given = load_card_with_seed(options.card, options.overrides, options.seed);
@@ -224,7 +224,7 @@ std::string train_command(const TrainOptions& options) {
     if (options.card.empty()) throw UserError("--card is required");
     card = load_card_with_seed(options.card, options.overrides, options.seed);
     config.model = *options.model;
-    config.data = options.data;
+    config.data = options.data.value_or("fashion-mnist");
     config.method = options.method.value_or("ideal");
     config.ste_backward = options.ste_backward.value_or("effective");
     config.card_yaml = card.effective_yaml;

@@ -17,7 +17,7 @@ struct TrainOptions {
   std::filesystem::path card;                 // device card (YAML); optional with --resume
   std::vector<std::string> overrides;         // --set key=value on the card
   std::optional<std::string> model;           // mlp | lenet (required for a fresh run)
-  std::string data = "fashion-mnist";         // data set (fashion-mnist only)
+  std::optional<std::string> data;            // data set: fashion-mnist (default)
   std::optional<std::string> method;          // ideal (default) | nat | nat-full | ste
   std::optional<std::string> ste_backward;    // clean | programmed | effective (default)
   int epochs = 1;                             // total epochs of the run (a resumed run continues to it)
