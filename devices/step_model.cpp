@@ -31,6 +31,18 @@
 // one a RESET pulse, a zero voltage does nothing and draws nothing.
 // CellState: [0] G, [1] d_up, [2] d_down, [3] direction of the last pulse (+1, −1, 0 when fresh),
 // [4] pulses in that direction since the last reversal.
+// Read noise. G is the device's hidden state; a read measures it with noise:
+//   read_k = G_k + σ_read(G_k) · N(0, 1), independent for every read, the state unchanged,
+// σ_read a piecewise-linear table over g_nodes (empty or all 0: no read noise; the card's
+// read_noise_std holds one value or one per node). A measured step read_{k+1} − read_k is then
+// the intrinsic step plus n_{k+1} − n_k: its variance is s(G)² + σ_read(G_k)² + σ_read(G_{k+1})²,
+// and consecutive measured steps share a read, so cov(ΔG_k, ΔG_{k+1}) = −σ_read(G_{k+1})² (an
+// MA(1) process on top of the steps). With read noise, up_std / down_std are the intrinsic
+// spreads. The measured TaOx ramps need it: their consecutive step residuals correlate at −0.2 to
+// −0.35 in every conductance range and both directions (σ_read ≈ 0.3 µS, about half of the
+// measured-step variance), and the Gong et al. pulse response is dominated by it (−0.44).
+// StepDevice::read draws it (nothing is drawn when the model has none); the tile's reads
+// (Device::read_conductance) and the replays of measured ramps (replay_ramps) use it.
 //
 // CARD (`rram-step`, keys under `device.`). The tables are relative to the card's window: g_nodes
 // as fractions of [g_min, g_max] (0 first, 1 last, increasing) and the step tables in units of
@@ -38,8 +50,9 @@
 // are uncalibrated but plausible for an analog filamentary RRAM with soft bounds: SET steps of
 // 3 % of the window at g_min shrinking to 0.3 % at g_max, RESET steps mirrored (growing in
 // magnitude towards g_max), a cycle-to-cycle spread of a third of the mean step, 10 %
-// device-to-device variation, no reversal transient, no cycle ageing and device.cycle 0. Fitted
-// parameters replace them (device.cycle is not fitted: it is where the card uses the model).
+// device-to-device variation, no reversal transient, no cycle ageing, no read noise and
+// device.cycle 0. Fitted parameters replace them (device.cycle is not fitted: it is where the card
+// uses the model).
 //
 // PROGRAMMING (Device::program). Every cell starts as a fresh device (own factors) in the RESET
 // state at g_min and is written by write_verify (write_verify.cpp) to its target; only the sign
@@ -47,13 +60,25 @@
 // values and are ignored. Cells run in parallel on TBB, each with its own stream
 // rng.derive("cell", {i * C + j}), so results do not depend on the thread count. Write-verify
 // defaults of this model: the generic ±1 uS band and no verify-read noise, with a budget of 300
-// pulses (climbing the whole window takes about 90 SET pulses with the default tables). Reads
-// return the programmed conductance: the model has no drift and no read noise.
+// pulses (climbing the whole window takes about 90 SET pulses with the default tables); the
+// verify reads keep write_verify.read_noise_rel (write_verify.cpp reads the hidden state), not
+// the model's read noise. Tile reads (read_conductance) return the programmed conductance plus
+// fresh read noise per cell and read (row-major draws from the read's stream, clamped at 0 S); the
+// model has no drift.
 //
 // FIT (fit_step_model), each direction on its own ramps (SET ramps: up tables, RESET: down):
-//  (1) Steps. Per ramp k, the steps dG_i = g[i+1] − g[i] from the states g[i], with n = i: a
+//  (1) Steps. Per ramp k, the steps dG_i = g[i+1] − g[i] (differences of reads), with n = i: a
 //      pulse-ramp experiment alternates SET and RESET ramps, so every ramp starts right after a
-//      reversal and its i-th step is the i-th pulse since that reversal.
+//      reversal and its i-th step is the i-th pulse since that reversal. The state a step starts
+//      from (its bin, and the regressor of the in-bin line of (3)) is estimated as
+//      g[i−1] + (g[last] − g[0]) / last, the read before the previous pulse plus the ramp's average
+//      step, not as the read g[i]: g[i] holds the read noise n_i that dG_i = g[i+1] − g[i]
+//      subtracts, so the mean of dG_i given g[i] is biased by −E[n_i | g[i]] (errors in variables:
+//      the step after a read that came out high falls back, and the in-bin slope steepens by about
+//      −σ_read² / var(states in the bin)), which wrecked the mean tables of the read-noise dominated
+//      Gong et al. pulse response. n_{i−1} is independent of dG_i, and the average step shares
+//      noise with dG_i only through the ramp's first and last reads. The first step of a ramp
+//      starts from g[0].
 //  (2) Bins. The observed range [lo, hi] (min and max of every conductance of every ramp, both
 //      directions) is cut into `bins` equal-width bins shared by both directions; a step belongs
 //      to the bin of its starting state. Fewer than 10 steps of a direction in any bin is a
@@ -70,7 +95,11 @@
 //      its steps to the population mean at the same states and pulse counts,
 //      d̂_k = Σ w x_i dG_i / Σ w x_i², x_i = r(n_i) m(g_i), w = 1/s(g_i)² (a ramp-level regression
 //      through the origin), whose sampling variance from cycle-to-cycle noise alone is
-//      v_k = 1 / Σ w x_i². With l_k = ln d̂_k and its sampling variance u_k = v_k / d̂_k² (delta
+//      v_k = 1 / Σ w x_i² (s the spread of the measured steps). With read noise (8) it is
+//      Var(Σ c_i dG_i) / (Σ w x_i²)², c_i = w x_i: Σ c_i² s_int(g_i)² from the intrinsic steps plus
+//      Σ_j σ_read(y_j)² (c_{j−1} − c_j)² from the reads y_j (a read enters two consecutive steps with
+//      opposite signs, so its noise largely cancels in a ramp's mean step). With l_k = ln d̂_k
+//      and its sampling variance u_k = v_k / d̂_k² (delta
 //      method), the log-std of the true factors is the method-of-moments random-effects estimate
 //      d2d_sigma² = max(0, var(l) − mean(u)): the spread of the log factors minus what
 //      cycle-to-cycle noise alone produces, so pure cycle-to-cycle noise does not show up as
@@ -116,9 +145,36 @@
 //      large at both ends), and the turning points drift from cycle to cycle (by 1-1.5 uS per
 //      cycle in the fitting split), so clamping at the observed extremes would distort ramps that
 //      start or end slightly outside them.
+//  (8) Read noise, shared by both directions (it is the read of the device's state, whatever the
+//      last pulse). Estimate: after (1)-(6), the residuals r_i = dG_i − f_k r(n_i) (a_b + t_b
+//      (g_i − c_b)) of consecutive inlier steps of a ramp share the read y_{i+1}; for independent
+//      read noise on independent intrinsic steps E[r_i r_{i+1}] = −σ_read(y_{i+1})², so
+//      σ_read² = −mean(r_i r_{i+1}) (the lag-1 autocovariance, method of moments; negative values
+//      give 0), over every pair (a constant) or over the pairs whose shared read lies in each
+//      conductance bin (a per-bin table at the bin centres). Intrinsic spreads: the measured-step
+//      spread s of (3) less the two reads, s_int² = max(0, s² − 2 σ_read(c_b)²). Test: the exact
+//      Gaussian log-likelihood of the residuals, each run of consecutive inlier steps of a ramp a
+//      Gaussian vector with the MA(1) covariance (diagonal s_int(g_i)² + σ²(y_i) + σ²(y_{i+1}),
+//      −σ²(y_{i+1}) between neighbours; tridiagonal LDLᵀ), is compared between none (independent
+//      steps of variance s²), the constant and the per-bin table, all at the moment estimates
+//      (so the gains are, if anything, below the maximised ones: conservative). Nested models,
+//      likelihood-ratio tests at p = 0.001 (χ² quantiles): the per-bin table when it beats the
+//      constant (bins − 1 degrees of freedom) and none (bins), else the constant when it beats
+//      none (1), else no read noise (the fit of (1)-(6) as it is). Refinement when kept: (1)-(6)
+//      are refitted with the read noise in the factor variances of (4), and σ_read re-estimated
+//      from the new residuals in the same form, until it changes by less than 1 % (below its
+//      sampling error; at most 10 rounds). The moment estimate assumes intrinsic steps that are
+//      uncorrelated from pulse to pulse; a positive lag-1 correlation of the intrinsic steps
+//      would bias σ_read low. On the TaOx fitting split: constant σ_read = 0.30 µS from 9170
+//      pairs, 2 Δ ln L = 1070 against none; the per-bin table gains 24.7 (< 27.9) and is not
+//      kept; the intrinsic spreads are 0.5-0.8 times the measured-step spreads of the fit
+//      without it. (The intrinsic steps there are not white either: about a smooth trend per
+//      ramp they correlate positively at most lags from 3 to 15, by up to 0.09 of their
+//      variance, a slow wander of the step size within a ramp that the model does not have.)
 // Only the ramps passed in are read: the caller passes the fitting split.
 #include "devices/step_model.hpp"
 
+#include <boost/math/distributions/chi_squared.hpp>
 #include <fmt/format.h>
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
@@ -147,6 +203,15 @@ constexpr double kDecayMax = 20.0;      // (6): pulses, slowest transient consid
 constexpr double kTransientMinGain = 6.91;  // (6): log-likelihood gain a transient must bring (chi2_2, p = 0.001)
 constexpr double kAgeingMinGain = 5.41;  // (4b): log-likelihood gain the ageing trend must bring (chi2_1, p = 0.001)
 constexpr double kBoundMargin = 0.05;   // (7): bounds beyond the observed range, share of the range
+constexpr double kReadNoiseLevel = 0.001;  // (8): p-value of the likelihood-ratio tests of the read noise
+constexpr int kReadNoiseRounds = 10;       // (8): refits with the read noise, at most
+constexpr double kReadNoiseTolerance = 1e-2;  // (8): relative change of σ_read that ends them
+
+// Upper p-quantile (p = kReadNoiseLevel) of χ² with `dof` degrees of freedom: twice the
+// log-likelihood gain a term of `dof` parameters must exceed.
+double chi2_critical(int dof) {
+  return boost::math::quantile(boost::math::complement(boost::math::chi_squared(dof), kReadNoiseLevel));
+}
 
 // Piecewise-linear interpolation of `values` over increasing `nodes`, constant beyond the ends.
 double interpolate(const std::vector<double>& nodes, const std::vector<double>& values, double g) {
@@ -186,6 +251,10 @@ void check_params(const StepModelParams& p) {
     if (v < 0) fail(fmt::format("up_std: expected values >= 0, got {:g}", v));
   for (double v : p.down_std)
     if (v < 0) fail(fmt::format("down_std: expected values >= 0, got {:g}", v));
+  if (!p.read_std.empty() && p.read_std.size() != n)
+    fail(fmt::format("read_std: expected {} values (as many as g_nodes) or none, got {}", n, p.read_std.size()));
+  for (double v : p.read_std)
+    if (!std::isfinite(v) || v < 0) fail(fmt::format("read_std: expected finite values >= 0, got {:g}", v));
   for (const auto& [name, depth, decay] : {std::tuple{"up", p.up_reversal_depth, p.up_reversal_decay},
                                            std::tuple{"down", p.down_reversal_depth, p.down_reversal_decay}}) {
     if (!(depth >= -1 && depth <= 1)) fail(fmt::format("{}_reversal_depth: expected in [-1, 1], got {:g}", name, depth));
@@ -204,8 +273,10 @@ void check_params(const StepModelParams& p) {
 struct Step {
   int ramp = 0;     // index into the direction's ramp list
   int n = 0;        // pulses since the reversal that started the ramp (the step's index in it)
-  double g = 0;     // state before the pulse
-  double dg = 0;    // step
+  double g = 0;     // state before the pulse, estimated as in (1) (not the read: see there)
+  double dg = 0;    // step: the difference of the reads after and before the pulse
+  double read = 0;  // the read before the pulse
+  int bin = 0;      // conductance bin of g
 };
 
 // One direction's steps, indexed by bin and by ramp.
@@ -215,11 +286,22 @@ struct Problem {
   std::vector<double> centre;  // bin centres: the nodes of the working tables
   std::vector<double> cycle;   // per ramp: its cycle (the ramp's id)
   std::vector<char> inlier;    // per step: 0 for a glitch left out of the fit
+  // (8) Read-noise standard deviation at the bin centres (S), empty for none: only the sampling
+  // variances of the ramp factors in (4) use it.
+  std::vector<double> read_sd;
 };
+
+// Variance of one read of state g under the problem's read noise (0 without it).
+double read_variance(const Problem& pb, double g) {
+  if (pb.read_sd.empty()) return 0.0;
+  const double sd = interpolate(pb.centre, pb.read_sd, g);
+  return sd * sd;
+}
 
 // The working model of one direction.
 struct DirectionFit {
-  std::vector<double> mean, spread;  // per bin, at the bin centres
+  std::vector<double> mean, spread;  // per bin, at the bin centres (spread: of the measured steps)
+  std::vector<double> tilt;          // per bin: the in-bin slope t_b of the mean step (3)
   std::vector<double> factor;        // per ramp (shrunken estimate, median 1)
   double d2d_sigma = 0;
   bool trend = false;                // (4b): whether the ageing trend is fitted
@@ -282,6 +364,7 @@ double fit_tables(const Problem& pb, DirectionFit& fit) {
       if (v0 >= 0.25 * pooled && v0 <= 4 * pooled) variance = v0;
     }
     fit.mean[b] = a;
+    fit.tilt[b] = t;
     fit.spread[b] = std::sqrt(variance);
     if (count > 0 && ss > 0) nll += 0.5 * static_cast<double>(count) * std::log(ss / static_cast<double>(count));
   }
@@ -295,21 +378,35 @@ double fit_factors(const Problem& pb, DirectionFit& fit) {
   double sum_log = 0, sum_var = 0;
   std::size_t informative = 0;
   for (std::size_t k = 0; k < ramps; ++k) {
-    double a = 0, bsum = 0;
-    for (std::size_t id : pb.of_ramp[k]) {
-      if (!pb.inlier[id]) continue;
+    // d̂ = Σ c_i dG_i / a with c_i = w_i x_i (0 for a glitch) and a = Σ w_i x_i². Its sampling
+    // variance is Var(Σ c_i dG_i) / a²: each step's intrinsic variance, plus each read's variance
+    // times the square of the difference of the coefficients of the two steps sharing it (a
+    // measured step is the difference of two reads: read noise telescopes). Without read noise
+    // (and w = 1 / s²) this is 1 / a.
+    double a = 0, bsum = 0, variance = 0, previous_c = 0, last_read = 0;
+    for (std::size_t id : pb.of_ramp[k]) {  // the ramp's steps in pulse order
       const Step& s = pb.steps[id];
-      const double x = transient_factor(fit.depth, fit.decay, s.n) * interpolate(pb.centre, fit.mean, s.g);
-      const double sd = interpolate(pb.centre, fit.spread, s.g);
-      const double w = sd > 0 ? 1.0 / (sd * sd) : 0.0;
-      a += w * x * x;
-      bsum += w * x * s.dg;
+      const double read_start = read_variance(pb, s.read);
+      last_read = read_variance(pb, s.read + s.dg);
+      double c = 0;
+      if (pb.inlier[id]) {
+        const double x = transient_factor(fit.depth, fit.decay, s.n) * interpolate(pb.centre, fit.mean, s.g);
+        const double sd = interpolate(pb.centre, fit.spread, s.g);
+        const double w = sd > 0 ? 1.0 / (sd * sd) : 0.0;
+        c = w * x;
+        a += w * x * x;
+        bsum += w * x * s.dg;
+        variance += c * c * std::max(0.0, sd * sd - read_start - last_read);
+      }
+      variance += read_start * (previous_c - c) * (previous_c - c);
+      previous_c = c;
     }
+    variance += last_read * previous_c * previous_c;
     if (!(a > 0)) continue;
     const double d = bsum / a;
     if (!(d > 0)) continue;
     log_factor[k] = std::log(d);
-    log_var[k] = 1.0 / (a * d * d);
+    log_var[k] = pb.read_sd.empty() ? 1.0 / (a * d * d) : variance / (a * a * d * d);
     sum_log += log_factor[k];
     sum_var += log_var[k];
     ++informative;
@@ -434,13 +531,28 @@ double factor_log_likelihood(const DirectionFit& fit, const std::vector<double>&
   return std::max(loglik(tau), loglik(0.0));
 }
 
+// One direction's fit and the problem it was fitted on (its steps and glitch marks).
+struct DirectionResult {
+  DirectionFit fit;
+  Problem problem;
+};
+
+// The fitted mean of step `id`: the in-bin line of (3) with the ramp's factor and the transient.
+double predicted_step(const Problem& pb, const DirectionFit& fit, std::size_t id) {
+  const Step& s = pb.steps[id];
+  return fit.factor[s.ramp] * transient_factor(fit.depth, fit.decay, s.n) *
+         (fit.mean[s.bin] + fit.tilt[s.bin] * (s.g - pb.centre[s.bin]));
+}
+
 // Steps (1) to (6) of the method above for one direction, with the ageing trend of (4b) fitted
-// when `trend`.
-DirectionFit fit_direction_with(const std::vector<Ramp>& ramps, const char* name, double lo, double hi, int bins,
-                                bool trend) {
+// when `trend` and the read noise `read_sd` (per bin, S; empty for none) in the factors' sampling
+// variances.
+DirectionResult fit_direction_with(const std::vector<Ramp>& ramps, const char* name, double lo, double hi, int bins,
+                                   bool trend, const std::vector<double>& read_sd) {
   const double width = (hi - lo) / bins;
   auto bin_of = [&](double g) { return std::clamp(static_cast<int>((g - lo) / width), 0, bins - 1); };
   Problem pb;
+  pb.read_sd = read_sd;
   pb.centre.resize(bins);
   for (int b = 0; b < bins; ++b) pb.centre[b] = lo + (b + 0.5) * width;
 
@@ -450,10 +562,14 @@ DirectionFit fit_direction_with(const std::vector<Ramp>& ramps, const char* name
   for (const Ramp& ramp : ramps) pb.cycle.push_back(static_cast<double>(ramp.id));
   for (std::size_t k = 0; k < ramps.size(); ++k) {
     const std::vector<double>& g = ramps[k].g;
+    // (1) The state of step i >= 1: the read before the previous pulse plus the ramp's average step.
+    const double average_step = g.size() > 1 ? (g.back() - g.front()) / static_cast<double>(g.size() - 1) : 0.0;
     for (std::size_t i = 0; i + 1 < g.size(); ++i) {
-      pb.in_bin[bin_of(g[i])].push_back(pb.steps.size());
+      const double state = i == 0 ? g[0] : g[i - 1] + average_step;
+      const int bin = bin_of(state);
+      pb.in_bin[bin].push_back(pb.steps.size());
       pb.of_ramp[k].push_back(pb.steps.size());
-      pb.steps.push_back({static_cast<int>(k), static_cast<int>(i), g[i], g[i + 1] - g[i]});
+      pb.steps.push_back({static_cast<int>(k), static_cast<int>(i), state, g[i + 1] - g[i], g[i], bin});
     }
   }
   pb.inlier.assign(pb.steps.size(), 1);
@@ -467,6 +583,7 @@ DirectionFit fit_direction_with(const std::vector<Ramp>& ramps, const char* name
 
   DirectionFit fit;
   fit.mean.assign(bins, 0);
+  fit.tilt.assign(bins, 0);
   fit.spread.assign(bins, 0);
   fit.factor.assign(ramps.size(), 1.0);
   fit.trend = trend;
@@ -506,23 +623,131 @@ DirectionFit fit_direction_with(const std::vector<Ramp>& ramps, const char* name
     if (profile_depth(std::exp(log_decay), at) < best_fit.nll) best_fit = at;
   }
   // Kept only when significant: a likelihood-ratio test at p = 0.001 for two parameters.
-  return start.nll - best_fit.nll > kTransientMinGain ? best_fit : start;
+  // (The glitch marks are those of the fit without a transient, used by both.)
+  return {start.nll - best_fit.nll > kTransientMinGain ? best_fit : start, std::move(pb)};
 }
 
 // (4b) The fit with the ageing trend, kept when the likelihood-ratio test on the ramps' final log
 // factors accepts it; otherwise the fit without it.
-DirectionFit fit_direction(const std::vector<Ramp>& ramps, const char* name, double lo, double hi, int bins) {
-  DirectionFit with = fit_direction_with(ramps, name, lo, hi, bins, true);
-  std::vector<double> cycle;
-  for (const Ramp& ramp : ramps) cycle.push_back(static_cast<double>(ramp.id));
-  const double gain = factor_log_likelihood(with, cycle, true) - factor_log_likelihood(with, cycle, false);
+DirectionResult fit_direction(const std::vector<Ramp>& ramps, const char* name, double lo, double hi, int bins,
+                              const std::vector<double>& read_sd) {
+  DirectionResult with = fit_direction_with(ramps, name, lo, hi, bins, true, read_sd);
+  const double gain =
+      factor_log_likelihood(with.fit, with.problem.cycle, true) -
+      factor_log_likelihood(with.fit, with.problem.cycle, false);
   if (gain > kAgeingMinGain) return with;
-  return fit_direction_with(ramps, name, lo, hi, bins, false);
+  return fit_direction_with(ramps, name, lo, hi, bins, false, read_sd);
+}
+
+// ---- (8) read noise ----------------------------------------------------------------------------
+
+// Residuals of the measured steps from the fitted mean, the in-bin line of (3) with the ramp's
+// factor and the transient: r = dG − f_k r(n) (a_b + t_b (g − c_b)); NaN for glitches.
+std::vector<double> step_residuals(const Problem& pb, const DirectionFit& fit) {
+  std::vector<double> r(pb.steps.size(), std::numeric_limits<double>::quiet_NaN());
+  for (std::size_t id = 0; id < pb.steps.size(); ++id)
+    if (pb.inlier[id]) r[id] = pb.steps[id].dg - predicted_step(pb, fit, id);
+  return r;
+}
+
+// Lag-1 products of residuals of consecutive inlier steps of the same ramp, with the conductance
+// of the read they share (the end of the first step, the start of the second).
+struct ResidualPairs {
+  std::vector<double> product, shared_read;
+};
+
+void collect_pairs(const Problem& pb, const std::vector<double>& residual, ResidualPairs& out) {
+  for (const std::vector<std::size_t>& ramp : pb.of_ramp)
+    for (std::size_t i = 0; i + 1 < ramp.size(); ++i) {
+      const double r0 = residual[ramp[i]], r1 = residual[ramp[i + 1]];
+      if (std::isnan(r0) || std::isnan(r1)) continue;
+      out.product.push_back(r0 * r1);
+      out.shared_read.push_back(pb.steps[ramp[i + 1]].read);
+    }
+}
+
+// Moment estimates of σ_read (S) from the pairs: constant, −mean of every product, or per bin of
+// the shared read, −mean of the bin's products (a bin without pairs takes the constant); negative
+// variances become 0.
+double read_sd_constant(const ResidualPairs& pairs) {
+  double sum = 0;
+  for (double p : pairs.product) sum += p;
+  return pairs.product.empty() ? 0.0 : std::sqrt(std::max(0.0, -sum / static_cast<double>(pairs.product.size())));
+}
+
+std::vector<double> read_sd_per_bin(const ResidualPairs& pairs, double lo, double hi, int bins) {
+  const double width = (hi - lo) / bins;
+  std::vector<double> sum(bins, 0.0);
+  std::vector<long> count(bins, 0);
+  for (std::size_t i = 0; i < pairs.product.size(); ++i) {
+    const int b = std::clamp(static_cast<int>((pairs.shared_read[i] - lo) / width), 0, bins - 1);
+    sum[b] += pairs.product[i];
+    ++count[b];
+  }
+  const double constant = read_sd_constant(pairs);
+  std::vector<double> sd(bins, constant);
+  for (int b = 0; b < bins; ++b)
+    if (count[b] > 0) sd[b] = std::sqrt(std::max(0.0, -sum[b] / static_cast<double>(count[b])));
+  return sd;
+}
+
+// The intrinsic step spread per bin given the measured-step spread and the read noise at the bin
+// centres: sqrt(max(0, s² − 2 σ_read²)); counts the bins clipped at 0.
+std::vector<double> intrinsic_spread(const std::vector<double>& measured, const std::vector<double>& read_sd,
+                                     int* clipped) {
+  std::vector<double> out(measured.size());
+  for (std::size_t b = 0; b < measured.size(); ++b) {
+    const double sd = read_sd.empty() ? 0.0 : read_sd[b];
+    const double v = measured[b] * measured[b] - 2 * sd * sd;
+    if (v < 0 && clipped) ++*clipped;
+    out[b] = std::sqrt(std::max(0.0, v));
+  }
+  return out;
+}
+
+// Exact Gaussian log-likelihood (without the 2π constant) of the residuals of one direction under
+// a read-noise model: every maximal run of consecutive inlier steps of a ramp is a Gaussian vector
+// with a tridiagonal covariance (an MA(1) process), diagonal s(g_i)² + σ²(y_i) + σ²(y_{i+1}) and
+// −σ²(y_{i+1}) between steps i and i+1 (they share the read y_{i+1}); s the intrinsic spread
+// table (`spread`, per bin, interpolated), σ the read-noise table (`read_sd`, per bin; empty:
+// none, the steps independent with variance s²). Evaluated by the LDLᵀ recursion of a tridiagonal
+// matrix; −inf when the covariance is not positive definite.
+double residual_log_likelihood(const Problem& pb, const std::vector<double>& residual,
+                               const std::vector<double>& spread, const std::vector<double>& read_sd) {
+  auto read_var = [&](double g) {
+    if (read_sd.empty()) return 0.0;
+    const double sd = interpolate(pb.centre, read_sd, g);
+    return sd * sd;
+  };
+  double ll = 0;
+  for (const std::vector<std::size_t>& ramp : pb.of_ramp) {
+    bool in_run = false;
+    double d = 0, z = 0, shared = 0;  // previous pivot, forward-solved value, shared read variance
+    for (std::size_t id : ramp) {
+      if (std::isnan(residual[id])) {
+        in_run = false;
+        continue;
+      }
+      const Step& s = pb.steps[id];
+      const double sd = interpolate(pb.centre, spread, s.g);
+      const double start = read_var(s.read), end = read_var(s.read + s.dg);
+      double diagonal = sd * sd + start + end, value = residual[id];
+      if (in_run) {  // off-diagonal −start with the previous step
+        const double l = -shared / d;
+        diagonal -= l * -shared;
+        value -= l * z;
+      }
+      if (!(diagonal > 0)) return -std::numeric_limits<double>::infinity();
+      ll -= 0.5 * (std::log(diagonal) + value * value / diagonal);
+      d = diagonal, z = value, shared = end, in_run = true;
+    }
+  }
+  return ll;
 }
 
 }  // namespace
 
-StepModelParams fit_step_model(const RampData& data, int bins) {
+StepModelParams fit_step_model(const RampData& data, int bins, StepFitDiagnostics* diagnostics) {
   if (bins < 1) throw core::UserError(fmt::format("fit_step_model: expected at least 1 bin, got {}", bins));
   if (data.set.empty() || data.reset.empty())
     throw core::UserError(fmt::format("fit_step_model: expected SET and RESET ramps, got {} SET and {} RESET ramp(s)",
@@ -538,8 +763,76 @@ StepModelParams fit_step_model(const RampData& data, int bins) {
       }
   if (!(hi > lo)) throw core::UserError("fit_step_model: the ramps span no conductance range");
 
-  const DirectionFit up = fit_direction(data.set, "SET", lo, hi, bins);
-  const DirectionFit down = fit_direction(data.reset, "RESET", lo, hi, bins);
+  // (1)-(6) without read noise.
+  DirectionResult up = fit_direction(data.set, "SET", lo, hi, bins, {});
+  DirectionResult down = fit_direction(data.reset, "RESET", lo, hi, bins, {});
+
+  // (8) Read noise: moment estimates from the residuals' lag-1 products (both directions pooled),
+  // then the likelihood-ratio tests none -> constant -> per-bin table.
+  StepFitDiagnostics diag;
+  auto estimate = [&](ResidualPairs& pairs) {
+    pairs = {};
+    collect_pairs(up.problem, step_residuals(up.problem, up.fit), pairs);
+    collect_pairs(down.problem, step_residuals(down.problem, down.fit), pairs);
+  };
+  ResidualPairs pairs;
+  estimate(pairs);
+  diag.read_pairs = static_cast<long>(pairs.product.size());
+  diag.read_std_constant = read_sd_constant(pairs);
+  diag.read_std_per_bin = read_sd_per_bin(pairs, lo, hi, bins);
+  diag.bin_centres = up.problem.centre;
+  auto log_likelihood = [&](const std::vector<double>& read_sd) {
+    double ll = 0;
+    for (const DirectionResult* d : {&up, &down}) {
+      const std::vector<double> residual = step_residuals(d->problem, d->fit);
+      const std::vector<double> spread = intrinsic_spread(d->fit.spread, read_sd, nullptr);
+      ll += residual_log_likelihood(d->problem, residual, spread, read_sd);
+    }
+    return ll;
+  };
+  const std::vector<double> constant(bins, diag.read_std_constant);
+  const double ll_none = log_likelihood({});
+  const double ll_constant = diag.read_std_constant > 0 ? log_likelihood(constant) : ll_none;
+  const double ll_per_bin = bins > 1 ? log_likelihood(diag.read_std_per_bin) : ll_constant;
+  diag.lr_constant = 2 * (ll_constant - ll_none);
+  diag.lr_per_bin = 2 * (ll_per_bin - ll_constant);
+  diag.lr_per_bin_none = 2 * (ll_per_bin - ll_none);
+  diag.lr_constant_threshold = chi2_critical(1);
+  diag.lr_per_bin_threshold = bins > 1 ? chi2_critical(bins - 1) : std::numeric_limits<double>::infinity();
+  diag.lr_per_bin_none_threshold = chi2_critical(bins);
+  // Nested models none ⊂ constant ⊂ per-bin: the per-bin table when it beats both simpler ones,
+  // else the constant when it beats none, else none.
+  const bool per_bin =
+      diag.lr_per_bin > diag.lr_per_bin_threshold && diag.lr_per_bin_none > diag.lr_per_bin_none_threshold;
+  const bool any = per_bin || diag.lr_constant > diag.lr_constant_threshold;
+  std::vector<double> read_sd;  // per bin; empty: no read noise
+  diag.read_noise = "none";
+  if (any) {
+    diag.read_noise = per_bin ? "per-bin" : "constant";
+    read_sd = per_bin ? diag.read_std_per_bin : constant;
+    // Refit with the read noise in the factors' sampling variances, re-estimate it (same form)
+    // from the new residuals, until it settles.
+    for (int round = 0; round < kReadNoiseRounds; ++round) {
+      up = fit_direction(data.set, "SET", lo, hi, bins, read_sd);
+      down = fit_direction(data.reset, "RESET", lo, hi, bins, read_sd);
+      estimate(pairs);
+      std::vector<double> next =
+          per_bin ? read_sd_per_bin(pairs, lo, hi, bins) : std::vector<double>(bins, read_sd_constant(pairs));
+      double change = 0, scale = 0;
+      for (int b = 0; b < bins; ++b) {
+        change = std::max(change, std::abs(next[b] - read_sd[b]));
+        scale = std::max(scale, next[b]);
+      }
+      const bool settled = change <= kReadNoiseTolerance * scale;
+      read_sd = std::move(next);
+      if (settled) break;
+    }
+    if (per_bin) diag.read_std_per_bin = read_sd;
+    else diag.read_std_constant = read_sd.front();
+  }
+  const std::vector<double> up_spread = intrinsic_spread(up.fit.spread, read_sd, &diag.clipped_spreads);
+  const std::vector<double> down_spread = intrinsic_spread(down.fit.spread, read_sd, &diag.clipped_spreads);
+  if (diagnostics) *diagnostics = diag;
 
   // (7) bounds, and the tables extended to them.
   StepModelParams p;
@@ -557,18 +850,19 @@ StepModelParams fit_step_model(const RampData& data, int bins) {
     out.push_back(v.back());
     return out;
   };
-  p.up_mean = extend(up.mean);
-  p.up_std = extend(up.spread);
-  p.down_mean = extend(down.mean);
-  p.down_std = extend(down.spread);
-  p.d2d_sigma_up = up.d2d_sigma;
-  p.d2d_sigma_down = down.d2d_sigma;
-  p.up_ageing = up.ageing;
-  p.down_ageing = down.ageing;
-  p.up_reversal_depth = up.depth;
-  p.up_reversal_decay = up.decay;
-  p.down_reversal_depth = down.depth;
-  p.down_reversal_decay = down.decay;
+  p.up_mean = extend(up.fit.mean);
+  p.up_std = extend(up_spread);
+  p.down_mean = extend(down.fit.mean);
+  p.down_std = extend(down_spread);
+  if (!read_sd.empty()) p.read_std = extend(read_sd);
+  p.d2d_sigma_up = up.fit.d2d_sigma;
+  p.d2d_sigma_down = down.fit.d2d_sigma;
+  p.up_ageing = up.fit.ageing;
+  p.down_ageing = down.fit.ageing;
+  p.up_reversal_depth = up.fit.depth;
+  p.up_reversal_decay = up.fit.decay;
+  p.down_reversal_depth = down.fit.depth;
+  p.down_reversal_decay = down.fit.decay;
   return p;
 }
 
@@ -618,12 +912,26 @@ void StepDevice::apply_pulse(CellState& state, const Pulse& pulse, core::RandomS
 
 double StepDevice::conductance(const CellState& state) const { return state[0]; }
 
+bool StepDevice::has_read_noise() const {
+  return std::any_of(params_.read_std.begin(), params_.read_std.end(), [](double v) { return v > 0; });
+}
+
+double StepDevice::read_noise_std(double g) const {
+  return params_.read_std.empty() ? 0.0 : interpolate(params_.g_nodes, params_.read_std, g);
+}
+
+double StepDevice::read(const CellState& state, core::RandomStream& rng) const {
+  if (!has_read_noise()) return state[0];
+  return state[0] + read_noise_std(state[0]) * rng.normal();
+}
+
 std::vector<std::vector<std::vector<double>>> replay_ramps(const StepDevice& device, const std::vector<Ramp>& ramps,
                                                            bool up, int repetitions, const core::RandomStream& rng) {
   if (repetitions < 0) throw core::UserError(fmt::format("replay_ramps: expected repetitions >= 0, got {}", repetitions));
   std::vector<std::vector<std::vector<double>>> out(ramps.size(), std::vector<std::vector<double>>(repetitions));
   const std::size_t total = ramps.size() * static_cast<std::size_t>(repetitions);
   const Pulse pulse{up ? 1.0 : -1.0, 0.0};
+  const bool noisy = device.has_read_noise();
   tbb::parallel_for(tbb::blocked_range<std::size_t>(0, total), [&](const tbb::blocked_range<std::size_t>& range) {
     for (std::size_t n = range.begin(); n != range.end(); ++n) {
       const std::size_t k = n / repetitions, r = n % repetitions;
@@ -631,12 +939,27 @@ std::vector<std::vector<std::vector<double>>> replay_ramps(const StepDevice& dev
       std::vector<double>& g = out[k][r];
       if (measured.empty()) continue;
       core::RandomStream stream = rng.derive("ramp", {static_cast<std::uint64_t>(k), static_cast<std::uint64_t>(r)});
-      CellState state = device.initial_state_at(measured.front(), static_cast<double>(ramps[k].id), stream);
+      if (!noisy) {
+        CellState state = device.initial_state_at(measured.front(), static_cast<double>(ramps[k].id), stream);
+        g.reserve(measured.size());
+        g.push_back(device.conductance(state));
+        for (std::size_t i = 1; i < measured.size(); ++i) {
+          device.apply_pulse(state, pulse, stream);
+          g.push_back(device.conductance(state));
+        }
+        continue;
+      }
+      // Conditioned on the measured first read y_0: hidden start y_0 − σ(y_0) N(0, 1) (the
+      // posterior of the state given one read, under a flat prior), first simulated read y_0.
+      core::RandomStream reads = rng.derive("read", {static_cast<std::uint64_t>(k), static_cast<std::uint64_t>(r)});
+      const double y0 = measured.front();
+      const double hidden_start = y0 - device.read_noise_std(y0) * reads.normal();
+      CellState state = device.initial_state_at(hidden_start, static_cast<double>(ramps[k].id), stream);
       g.reserve(measured.size());
-      g.push_back(device.conductance(state));
+      g.push_back(y0);
       for (std::size_t i = 1; i < measured.size(); ++i) {
         device.apply_pulse(state, pulse, stream);
-        g.push_back(device.conductance(state));
+        g.push_back(device.read(state, reads));
       }
     }
   });
@@ -658,6 +981,7 @@ constexpr double kDefaultReversalDepth = 0.0;  // no reversal transient
 constexpr double kDefaultReversalDecay = 3.0;  // pulses (used once a depth is set)
 constexpr double kDefaultAgeing = 0.0;         // no cycle ageing
 constexpr double kDefaultCycle = 0.0;          // programmed at the reference cycle
+const std::vector<double> kDefaultReadNoise = {0.0};  // no read noise
 
 WriteVerifyOptions write_verify_defaults() {
   WriteVerifyOptions wv;  // generic amplitudes (ignored but for their sign), band ±1 uS
@@ -715,6 +1039,12 @@ std::vector<core::ParamSpec> step_params() {
                          "Cycle at which the tile is programmed, for the cycle ageing: 0 is the reference cycle "
                          "the tables describe (of a fitted card: just before the first measured ramp, ramp ids "
                          "counting the cycles). Replays in xbar validate use each ramp's id instead."),
+      core::spec::number_list("read_noise_std", yaml_list(kDefaultReadNoise), "1", 0, 1,
+                              "Read (measurement) noise: standard deviation of one read, in window units; one value "
+                              "for every conductance, or one per node of g_nodes (interpolated like the step "
+                              "tables). A read of the state G returns G + read_noise_std(G) N(0,1), fresh for every "
+                              "read (tile reads, the replays of xbar validate), the state unchanged; the step "
+                              "spreads are then intrinsic (a measured step adds two reads' noise). 0 = off."),
   };
   // Write-verify: only the pulse's sign matters to this model (amplitude and width are not
   // modelled); a long pulse budget because the steps are small.
@@ -762,8 +1092,18 @@ class StepModelDevice final : public Device {
     return out;
   }
 
-  Eigen::MatrixXd read_conductance(const ProgrammedArray& state, double, core::RandomStream&) const override {
-    return state.g_programmed;  // no drift, no read noise
+  // No drift; each read adds fresh read noise (row-major draws from the read's stream, clamped
+  // at 0 S), none when the model has no read noise.
+  Eigen::MatrixXd read_conductance(const ProgrammedArray& state, double, core::RandomStream& rng) const override {
+    if (!device_.has_read_noise()) return state.g_programmed;
+    const Eigen::Index rows = state.g_programmed.rows(), cols = state.g_programmed.cols();
+    Eigen::MatrixXd g(rows, cols);
+    for (Eigen::Index i = 0; i < rows; ++i)
+      for (Eigen::Index j = 0; j < cols; ++j) {
+        const double programmed = state.g_programmed(i, j);
+        g(i, j) = std::max(0.0, programmed + device_.read_noise_std(programmed) * rng.normal());
+      }
+    return g;
   }
 
  private:
@@ -801,6 +1141,12 @@ StepModelParams step_params_from(const core::DeviceOptions& o) {
                                         values.size()));
     for (double v : values) table->push_back(v * range);
   }
+  const std::vector<double>& read_noise = list_param(o, "read_noise_std");
+  if (read_noise.size() != 1 && read_noise.size() != n)
+    throw core::UserError(fmt::format("device.read_noise_std: expected 1 value (for every conductance) or {} (one per "
+                                      "node of device.g_nodes), got {}",
+                                      n, read_noise.size()));
+  for (std::size_t i = 0; i < n; ++i) p.read_std.push_back(read_noise[read_noise.size() == 1 ? 0 : i] * range);
   p.d2d_sigma_up = o.param("d2d_sigma_up");
   p.d2d_sigma_down = o.param("d2d_sigma_down");
   p.up_reversal_depth = o.param("up_reversal_depth");
@@ -818,8 +1164,8 @@ DeviceModelInfo rram_step_info() {
   return {"rram-step",
           "Pulse-programmable RRAM as a state-dependent step model: every identical SET/RESET pulse moves G by a "
           "Gaussian step whose mean and spread are tables over G (lognormal device-to-device factor on the mean, "
-          "optional transient over the first pulses after a reversal), clamped to the window; programmed by "
-          "write-verify. Tables fitted from measured pulse ramps.",
+          "optional transient over the first pulses after a reversal), clamped to the window; every read adds "
+          "Gaussian read noise; programmed by write-verify. Tables and read noise fitted from measured pulse ramps.",
           "this project's fitted step model (devices/step_model.cpp), fitted to measured TaOx pulse ramps from "
           "Sandia's CrossSim examples (BSD-3); state-dependent step mean and noise extracted from pulse responses as "
           "in N. Gong et al., \"Signal and noise extraction from analog memory elements for neuromorphic computing\", "

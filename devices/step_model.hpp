@@ -7,8 +7,11 @@
 // device (lognormal, log-std d2d_sigma_dir, median exp(ageing_dir · c) at cycle c: cycle ageing,
 // 0 when off) and r_dir(n) = 1 - depth · exp(-n / decay)
 // a reversal transient: n counts the pulses since the last change of direction (the measured
-// TaOx ramps need it; depth 0 switches it off). Card model name: `rram-step`. Details, choices
-// and the fit method: step_model.cpp.
+// TaOx ramps need it; depth 0 switches it off). A read of the device is a measurement of that
+// hidden state with read noise: read_k = G_k + n_k, n_k ~ N(0, σ_read(G_k)²), independent per read
+// (σ_read a piecewise-linear table over the same nodes, empty = no read noise), so consecutive
+// measured steps share a read and covary by −σ_read². Card model name: `rram-step`. Details,
+// choices and the fit method: step_model.cpp.
 //
 // The same model serves write-verify programming in the tile (a SET pulse is any positive
 // voltage, a RESET any negative one: identical pulses, their amplitude is not modelled) and the
@@ -53,6 +56,30 @@ struct StepModelParams {
   // device.cycle, the cycle a programmed tile is at); replay_ramps uses each ramp's id instead.
   double up_ageing = 0, down_ageing = 0;
   double cycle = 0;
+  // Read (measurement) noise: a read of the state G returns G + read_std(G) · N(0, 1), fresh for
+  // every read, the state unchanged. One value per node of g_nodes (interpolated like the step
+  // tables), or empty for no read noise. The step spreads up_std / down_std are then the
+  // intrinsic ones: a measured step between two reads has variance s(G)² + σ_read(G_k)² +
+  // σ_read(G_k+1)².
+  std::vector<double> read_std;
+};
+
+// What fit_step_model decided about the read noise, for reports (see step (8) in the .cpp).
+struct StepFitDiagnostics {
+  // Moment estimates from the lag-1 autocovariance of the step residuals (both directions
+  // pooled): σ_read² = −mean(r_i r_{i+1}) over all pairs (`constant`, S) and per conductance bin
+  // of the shared read (`per_bin`, S, bin centres `bin_centres`); negative estimates become 0.
+  double read_std_constant = 0;
+  std::vector<double> read_std_per_bin, bin_centres;
+  long read_pairs = 0;  // pairs of consecutive inlier steps used
+  // Twice the log-likelihood gains of the exact Gaussian (MA(1)) likelihood of the step
+  // residuals: constant σ_read against none, per-bin table against constant and against none;
+  // and the thresholds they had to exceed (χ² quantiles at p = 0.001 for 1, bins − 1 and bins
+  // degrees of freedom).
+  double lr_constant = 0, lr_per_bin = 0, lr_per_bin_none = 0;
+  double lr_constant_threshold = 0, lr_per_bin_threshold = 0, lr_per_bin_none_threshold = 0;
+  std::string read_noise;  // "none", "constant" or "per-bin": the term kept
+  int clipped_spreads = 0;  // table nodes whose de-noised intrinsic spread was negative (set to 0)
 };
 
 // Fits the model to ramps (the fitting split only): per conductance bin, the maximum-likelihood
@@ -63,8 +90,12 @@ struct StepModelParams {
 // .cpp). Every ramp is taken to start right after a reversal; a ramp's id is its cycle. `bins`
 // equal-width conductance bins span the observed range; the result's bounds are that range
 // widened by 5 % on each side. Throws UserError for too little data (fewer than 10 steps of a
-// direction in a bin: use fewer bins).
-StepModelParams fit_step_model(const RampData& data, int bins);
+// direction in a bin: use fewer bins). Read noise (step (8) of the .cpp): σ_read from the lag-1
+// autocovariance of consecutive steps, as a constant or a per-bin table, each kept only when a
+// likelihood-ratio test on the fitting ramps accepts it; the step spreads are then de-noised
+// (intrinsic s² = measured-step variance − 2 σ_read²). `diagnostics`, when given, receives what
+// was estimated and decided.
+StepModelParams fit_step_model(const RampData& data, int bins, StepFitDiagnostics* diagnostics = nullptr);
 
 // A PulseDevice for these parameters (state[0] = G, state[1] = up factor, state[2] = down factor,
 // state[3] = direction of the last pulse (+1, -1, 0 for a fresh device), state[4] = pulses in
@@ -76,9 +107,14 @@ class StepDevice final : public PulseDevice {
   // A fresh device at cycle `cycle` (same draws as initial_state).
   CellState initial_state_at(double g_start, double cycle, core::RandomStream& rng) const;
   void apply_pulse(CellState& state, const Pulse& pulse, core::RandomStream& rng) const override;
-  double conductance(const CellState& state) const override;
+  double conductance(const CellState& state) const override;  // the hidden state, no read noise
+  // One read of the state: conductance(state) + read_noise_std(G) · N(0, 1) from `rng`. Draws
+  // nothing (and returns the state) when the model has no read noise.
+  double read(const CellState& state, core::RandomStream& rng) const;
+  bool has_read_noise() const;                  // some read_std entry > 0
+  double read_noise_std(double g) const;        // interpolated table value (S), 0 without read noise
   double mean_step(double g, bool up) const;    // interpolated table value
-  double step_spread(double g, bool up) const;  // interpolated table value
+  double step_spread(double g, bool up) const;  // interpolated table value (intrinsic spread)
   // Reversal-transient factor of the n-th pulse (0-based) after a reversal.
   double reversal_factor(int n, bool up) const;
   const StepModelParams& params() const { return params_; }
@@ -89,8 +125,12 @@ class StepDevice final : public PulseDevice {
 
 // Replays ramps: for each ramp, `repetitions` simulated ramps from its first conductance with as
 // many pulses as it has, each a fresh device (own d2d factor) at cycle ramps[k].id (the ramp's id
-// is its cycle: cycle ageing applies) from rng.derive("ramp", {k, rep}).
-// Returns per measured ramp the repetitions (ramp k: result[k][rep]).
+// is its cycle: cycle ageing applies) from rng.derive("ramp", {k, rep}). The simulated values are
+// reads, like the measured ones: with read noise, the replay is conditioned on the measured first
+// read g_0 (its first value is g_0 itself, the hidden start is g_0 − σ_read(g_0) · N(0, 1)) and
+// every later value is read(state), the read noise drawn from rng.derive("read", {k, rep}), so
+// the hidden trajectories do not depend on the read noise. Returns per measured ramp the
+// repetitions (ramp k: result[k][rep]).
 std::vector<std::vector<std::vector<double>>> replay_ramps(const StepDevice& device, const std::vector<Ramp>& ramps,
                                                            bool up, int repetitions, const core::RandomStream& rng);
 

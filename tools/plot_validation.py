@@ -4,7 +4,8 @@
 Usage: /usr/bin/python3 tools/plot_validation.py REPORT.h5 -o PICTURE.png
 
 Columns SET and RESET. Top: every scored measured ramp (line) over the simulated 5-95 % band of its
-own replays (shaded, same colour), with the measured and simulated mean trajectories; the title
+own replays (shaded, same colour; replays are simulated reads, with the card's read noise, like the
+measured values), with the measured and simulated mean trajectories; the title
 gives the metrics. Middle: the same relative to the median of each ramp's replays, where the band
 and the ramps' departures from it can be seen. Bottom: the KS statistic of the steps per
 conductance bin (grey bars: bins with too few measured steps to count).

@@ -257,7 +257,7 @@ Calibration calibrate(const MeasuredRamps& measured, const std::string& split, i
   c.set_steps = steps_of(data.set);
   c.reset_steps = steps_of(data.reset);
   devices::StepModelParams& p = c.params;
-  p = devices::fit_step_model(data, bins);
+  p = devices::fit_step_model(data, bins, &c.diagnostics);
   if (p.g_min < 0) {
     c.adjustments.push_back(fmt::format(
         "g_min: the fitted bound {} (the smallest measured conductance less the 5 % margin) is raised to 0 S, the "
@@ -278,9 +278,10 @@ Calibration calibrate(const MeasuredRamps& measured, const std::string& split, i
   const Table tables[] = {{"up_mean", &p.up_mean, 0, 1, "mean SET step"},
                           {"up_std", &p.up_std, 0, 1, "SET step spread"},
                           {"down_mean", &p.down_mean, -1, 0, "mean RESET step"},
-                          {"down_std", &p.down_std, 0, 1, "RESET step spread"}};
+                          {"down_std", &p.down_std, 0, 1, "RESET step spread"},
+                          {"read_noise_std", &p.read_std, 0, 1, "read-noise standard deviation"}};
   for (const Table& t : tables)
-    for (std::size_t i = 0; i < p.g_nodes.size(); ++i) {
+    for (std::size_t i = 0; i < t.values->size(); ++i) {
       double& v = (*t.values)[i];
       const double limited = std::clamp(v, t.lo * range, t.hi * range);
       if (limited == v) continue;
@@ -336,6 +337,13 @@ std::string fitted_card_yaml(const core::Card& base, const devices::StepModelPar
   }
   const std::vector<double>* tables[] = {&nodes, &up_mean, &up_std, &down_mean, &down_std};
   for (std::size_t t = 0; t < std::size(kTableKeys); ++t) device[kTableKeys[t]] = list(*tables[t]);
+  // Read noise: one value when it is the same at every node (none: 0), else one per node.
+  std::vector<double> read_noise;
+  for (double v : p.read_std) read_noise.push_back(v / range);
+  if (read_noise.empty() ||
+      std::all_of(read_noise.begin(), read_noise.end(), [&](double v) { return v == read_noise.front(); }))
+    read_noise = {read_noise.empty() ? 0.0 : read_noise.front()};
+  device["read_noise_std"] = list(read_noise);
   device["d2d_sigma_up"] = number_text(p.d2d_sigma_up);
   device["d2d_sigma_down"] = number_text(p.d2d_sigma_down);
   device["up_reversal_depth"] = number_text(p.up_reversal_depth);
@@ -358,6 +366,28 @@ std::string fitted_card_yaml(const core::Card& base, const devices::StepModelPar
   std::string text;
   for (const std::string& line : header) text += line.empty() ? "#\n" : "# " + one_line(line) + "\n";
   return text + emitter.c_str() + "\n";
+}
+
+std::string read_noise_summary(const devices::StepFitDiagnostics& d) {
+  std::string kept;
+  if (d.read_noise == "constant") {
+    kept = fmt::format("constant σ_read {}", format_siemens(d.read_std_constant));
+  } else if (d.read_noise == "per-bin") {
+    const auto [lo, hi] = std::minmax_element(d.read_std_per_bin.begin(), d.read_std_per_bin.end());
+    kept = fmt::format("σ_read per conductance bin, {} to {}", format_siemens(*lo), format_siemens(*hi));
+  } else {
+    kept = "none";
+  }
+  std::string text = fmt::format(
+      "read noise: {} (from the lag-1 autocovariance of {} pairs of consecutive steps; likelihood ratio 2 Δln L "
+      "{:.1f} for a constant against none, threshold {:.1f}; for a per-bin table {:.1f} against a constant, threshold "
+      "{:.1f}, and {:.1f} against none, threshold {:.1f})",
+      kept, d.read_pairs, d.lr_constant, d.lr_constant_threshold, d.lr_per_bin, d.lr_per_bin_threshold,
+      d.lr_per_bin_none, d.lr_per_bin_none_threshold);
+  if (d.read_noise != "none") text += "; step spreads de-noised (intrinsic)";
+  if (d.clipped_spreads > 0)
+    text += fmt::format("; {} bin spread(s) below the read noise set to 0", d.clipped_spreads);
+  return text;
 }
 
 std::string calibrate_command(const CalibrateOptions& o) {
@@ -384,10 +414,13 @@ std::string calibrate_command(const CalibrateOptions& o) {
       fmt::format("Method: fit_step_model with {} conductance bins (devices/step_model.cpp): per bin the", o.bins),
       "  maximum-likelihood Gaussian step (mean, spread) with each ramp's device-to-device factor divided out,",
       "  the factors' log-std by the method of moments around a cycle-ageing trend over the ramp ids (kept",
-      "  only if a likelihood-ratio test accepts it), the reversal transient by profile likelihood.",
+      "  only if a likelihood-ratio test accepts it), the reversal transient by profile likelihood, the read",
+      "  noise from the lag-1 autocovariance of consecutive steps (kept only if likelihood-ratio tests accept",
+      "  it; the step spreads are then the intrinsic ones, the read noise taken out).",
+      "  " + read_noise_summary(c.diagnostics) + ".",
       "Fitted keys: device.g_min, g_max, g_nodes, up_mean, up_std, down_mean, down_std, d2d_sigma_up,",
-      "  d2d_sigma_down, up/down_reversal_depth and _decay, up/down_ageing; every other key is the base card's",
-      "  (device.cycle too: cycle 0, the tables' reference, is just before measured ramp 1).",
+      "  d2d_sigma_down, up/down_reversal_depth and _decay, up/down_ageing, read_noise_std; every other key is",
+      "  the base card's (device.cycle too: cycle 0, the tables' reference, is just before measured ramp 1).",
   };
   if (!c.adjustments.empty()) {
     header.push_back("Moved into the card's ranges:");
@@ -434,10 +467,12 @@ std::string calibrate_command(const CalibrateOptions& o) {
       "Wrote {}: {} fitted on the fitting split of {} ({} SET, {} RESET ramps; {} bins; held-out ramps not used).\n"
       "  window {} to {}; device-to-device log-std {:.3g} (SET), {:.3g} (RESET)\n"
       "  reversal transient: SET {}; RESET {}\n"
-      "  cycle ageing (log factor per cycle, ramp ids as cycles): SET {}; RESET {}\n{}",
+      "  cycle ageing (log factor per cycle, ramp ids as cycles): SET {}; RESET {}\n"
+      "  {}\n{}",
       o.output.string(), kModel, o.measured.string(), c.set_ramps, c.reset_ramps, o.bins, format_siemens(p.g_min),
       format_siemens(p.g_max), p.d2d_sigma_up, p.d2d_sigma_down, transient(p.up_reversal_depth, p.up_reversal_decay),
       transient(p.down_reversal_depth, p.down_reversal_decay), ageing(p.up_ageing), ageing(p.down_ageing),
+      read_noise_summary(c.diagnostics),
       c.adjustments.empty() ? std::string()
                             : fmt::format("  moved into the card's ranges: {}\n", fmt::join(c.adjustments, "; ")));
 }

@@ -7,7 +7,9 @@
 // parameters come from devices::fit_step_model (per conductance bin the maximum-likelihood
 // Gaussian of the steps with a least-squares state slope inside the bin, a method-of-moments
 // device-to-device factor with a cycle-ageing trend over the ramp ids, a profile-likelihood
-// reversal transient; details in devices/step_model.cpp). The written card is the base card (after --set overrides) with
+// reversal transient, and read noise from the lag-1 autocovariance of consecutive steps, kept by
+// likelihood-ratio tests, with the step spreads then de-noised to intrinsic ones; details in
+// devices/step_model.cpp). The written card is the base card (after --set overrides) with
 // device.g_min / g_max set to the fitted bounds and the step-model keys replaced by the fitted
 // tables in the card's convention (g_nodes as fractions of [g_min, g_max], steps in units of
 // g_max − g_min per pulse: the inverse of devices::step_params_from), preceded by a comment header
@@ -17,7 +19,11 @@
 //
 // VALIDATE. Every ramp of the chosen split (default: held out) is replayed `repetitions` times by
 // devices::replay_ramps: same starting conductance, same number of pulses, a fresh device (own
-// device-to-device factors, at the ramp's cycle: its id) per repetition, seeded by the card's seed. Per direction:
+// device-to-device factors, at the ramp's cycle: its id) per repetition, seeded by the card's seed.
+// The simulated values are reads like the measured ones: with the card's read noise each value
+// after the first is the hidden state plus fresh read noise, and the first is the measured first
+// read itself (the hidden start drawn given it), so simulated steps include n_{k+1} − n_k as the
+// measured ones do (devices::replay_ramps). Per direction:
 //  - rmse_rel: root-mean-square over pulse indices i >= 1 of (mean over the measured ramps of G_i
 //    − mean over every repetition of those same ramps of G_i), over the indices where at least half
 //    of the ramps still hold a value (the ramps' lengths differ slightly), divided by the
@@ -123,6 +129,7 @@ struct CalibrateOptions {
 struct Calibration {
   devices::StepModelParams params;       // in the card's ranges
   std::vector<std::string> adjustments;  // what was moved into range, empty when nothing
+  devices::StepFitDiagnostics diagnostics;  // the read-noise estimates and tests of the fit
   int set_ramps = 0, reset_ramps = 0;    // fitting ramps used
   std::size_t set_steps = 0, reset_steps = 0;
 };
@@ -138,6 +145,8 @@ std::string fitted_card_yaml(const core::Card& base, const devices::StepModelPar
 
 // Loads, fits, writes the card atomically (after checking that it loads); returns the summary.
 std::string calibrate_command(const CalibrateOptions& options);
+// One line on the read-noise term of a fit (what was kept, the estimates and the tests).
+std::string read_noise_summary(const devices::StepFitDiagnostics& diagnostics);
 
 // ---- validate ----------------------------------------------------------------------------------
 

@@ -125,6 +125,8 @@ void expect_same_params(const StepModelParams& a, const StepModelParams& b) {
   EXPECT_DOUBLE_EQ(a.down_reversal_decay, b.down_reversal_decay);
   EXPECT_DOUBLE_EQ(a.up_ageing, b.up_ageing);
   EXPECT_DOUBLE_EQ(a.down_ageing, b.down_ageing);
+  ASSERT_EQ(a.read_std.size(), b.read_std.size());
+  for (std::size_t i = 0; i < a.read_std.size(); ++i) EXPECT_DOUBLE_EQ(a.read_std[i], b.read_std[i]) << "entry " << i;
 }
 
 // Largest relative difference between two fits' tables and d2d sigmas.
@@ -170,8 +172,13 @@ TEST(StepModelFit, RecoversKnownParametersFromSyntheticRamps) {
   const StepDevice device(truth);
   constexpr int kRamps = 40, kPulses = 150, kBins = 4;
   const RampData data = synthetic_ramp_data(device, kRamps, kPulses, 2024);
-  const StepModelParams fit = devices::fit_step_model(data, kBins);
+  devices::StepFitDiagnostics diagnostics;
+  const StepModelParams fit = devices::fit_step_model(data, kBins, &diagnostics);
   const StepDevice fitted(fit);
+  // No read noise in these ramps: the likelihood-ratio tests (p = 0.001) keep none.
+  EXPECT_EQ(diagnostics.read_noise, "none");
+  EXPECT_TRUE(fit.read_std.empty());
+  EXPECT_FALSE(fitted.has_read_noise());
 
   // Nodes: the observed range cut into kBins bins, widened by 5 % of it at both ends.
   ASSERT_EQ(fit.g_nodes.size(), static_cast<std::size_t>(kBins + 2));
@@ -293,6 +300,193 @@ TEST(StepModelFit, RefusesTooFewStepsPerBinAndSuggestsFewerBins) {
   }
   EXPECT_THROW(devices::fit_step_model(data, 0), core::UserError);
   EXPECT_THROW(devices::fit_step_model(RampData{data.set, {}, "S"}, 2), core::UserError);
+}
+
+// ---- read noise --------------------------------------------------------------------------------
+
+namespace {
+
+// States (reads before a pulse) of the steps of `ramps` in bin b of kBins equal bins over [lo, hi],
+// and how many ramps have a step there.
+struct BinStates {
+  std::vector<double> states;
+  int ramps = 0;
+};
+
+BinStates bin_states(const std::vector<Ramp>& ramps, double lo, double hi, int bins, int b) {
+  BinStates out;
+  const double width = (hi - lo) / bins;
+  for (const Ramp& r : ramps) {
+    const std::size_t before = out.states.size();
+    for (std::size_t i = 0; i + 1 < r.g.size(); ++i)
+      if (std::clamp(static_cast<int>((r.g[i] - lo) / width), 0, bins - 1) == b) out.states.push_back(r.g[i]);
+    out.ramps += out.states.size() > before ? 1 : 0;
+  }
+  return out;
+}
+
+std::pair<double, double> observed_range(const RampData& data) {
+  double lo = 1, hi = 0;
+  for (const auto* ramps : {&data.set, &data.reset})
+    for (const Ramp& r : *ramps)
+      for (double g : r.g) lo = std::min(lo, g), hi = std::max(hi, g);
+  return {lo, hi};
+}
+
+}  // namespace
+
+// Ramps whose values are reads of the hidden state with a known constant read noise, about as large
+// as the intrinsic step spreads (as in the TaOx ramps, where it is half of the measured-step
+// variance). The fit finds it (likelihood-ratio test), recovers σ_read from the lag-1
+// autocovariance of the steps and de-noises the spreads. Tolerances: 5 standard errors, which
+// shrink as 1/sqrt(N).
+TEST(StepModelFit, RecoversAKnownReadNoiseAndTheIntrinsicStepStatistics) {
+  StepModelParams truth = known_step_params();
+  constexpr double kSigmaRead = 0.08 * kUs;
+  truth.read_std.assign(truth.g_nodes.size(), kSigmaRead);
+  const StepDevice device(truth);
+  constexpr int kRamps = 40, kPulses = 150, kBins = 4;
+  const RampData data = synthetic_ramp_data(device, kRamps, kPulses, 31);
+  devices::StepFitDiagnostics diagnostics;
+  const StepModelParams fit = devices::fit_step_model(data, kBins, &diagnostics);
+  const StepDevice fitted(fit);
+  EXPECT_EQ(diagnostics.read_noise, "constant");
+  EXPECT_GT(diagnostics.lr_constant, diagnostics.lr_constant_threshold);
+  EXPECT_LT(diagnostics.lr_per_bin, diagnostics.lr_per_bin_threshold);
+  ASSERT_EQ(fit.read_std.size(), fit.g_nodes.size());
+
+  // σ̂² = −mean of the N lag-1 products r_i r_{i+1} of an MA(1) series with autocovariances γ0
+  // (taken with the largest intrinsic spread: conservative) and γ1 = −σ²: a product has variance
+  // γ0² + γ1² (Gaussian), neighbouring products covary by γ1², so Var(σ̂²) ≈ (γ0² + 3 γ1²) / N
+  // and SE(σ̂) = SE(σ̂²) / (2σ).
+  const double pairs = static_cast<double>(diagnostics.read_pairs);
+  ASSERT_GT(pairs, 0.99 * 2 * kRamps * (kPulses - 1));
+  const double var_read = kSigmaRead * kSigmaRead, s_max = 0.10 * kUs;
+  const double gamma0_max = s_max * s_max + 2 * var_read;
+  const double se_var_read = std::sqrt((gamma0_max * gamma0_max + 3 * var_read * var_read) / pairs);
+  const double se_sigma = se_var_read / (2 * kSigmaRead);
+  std::printf("read noise recovery: sigma_read %.4f uS (truth %.4f, 5 SE %.4f) from %.0f pairs, 2 dlnL %.1f\n",
+              fit.read_std.front() / kUs, kSigmaRead / kUs, 5 * se_sigma / kUs, pairs, diagnostics.lr_constant);
+  for (double v : fit.read_std) EXPECT_NEAR(v, kSigmaRead, 5 * se_sigma);
+  EXPECT_NEAR(fitted.read_noise_std(30 * kUs), kSigmaRead, 5 * se_sigma);
+
+  // Tables at the bin centres. Mean: as in RecoversKnownParametersFromSyntheticRamps with the
+  // measured-step variance γ0 = s² + 2σ² (conservative: read noise telescopes in a bin's mean).
+  // Intrinsic spread: ŝ_int² = ŝ² − 2σ̂², where the bin's measured-step variance ŝ² (from n
+  // residuals of an MA(1) series, through a line: leverage λ) has Var ≈ 2 λ (γ0² + 2 γ1²);
+  // SE(ŝ_int) = sqrt(Var(ŝ²) + 4 Var(σ̂²)) / (2 s_int).
+  const auto [lo, hi] = observed_range(data);
+  int telling = 0;  // table entries where the measured-step spread would be rejected
+  for (int b = 0; b < kBins; ++b) {
+    const double centre = fit.g_nodes[b + 1];
+    for (int up = 0; up < 2; ++up) {
+      const BinStates in_bin = bin_states(up ? data.set : data.reset, lo, hi, kBins, b);
+      const double n = static_cast<double>(in_bin.states.size());
+      ASSERT_GE(n, 10);
+      double mean_g = 0, sxx = 0;
+      for (double g : in_bin.states) mean_g += g / n;
+      for (double g : in_bin.states) sxx += (g - mean_g) * (g - mean_g);
+      const double leverage = 1 / n + (centre - mean_g) * (centre - mean_g) / sxx;
+      const double m = device.mean_step(centre, up), s = device.step_spread(centre, up);
+      const double gamma0 = s * s + 2 * var_read;
+      const double se_mean = std::sqrt(gamma0 * leverage + m * m * 0.01 / in_bin.ramps);
+      const double se_var = std::sqrt(2 * leverage * (gamma0 * gamma0 + 2 * var_read * var_read));
+      const double se_spread = std::sqrt(se_var * se_var + 4 * se_var_read * se_var_read) / (2 * s);
+      SCOPED_TRACE(std::string(up ? "SET" : "RESET") + " bin " + std::to_string(b));
+      EXPECT_NEAR(fitted.mean_step(centre, up), m, 5 * se_mean);
+      EXPECT_NEAR(fitted.step_spread(centre, up), s, 5 * se_spread);
+      telling += std::sqrt(gamma0) - s > 10 * se_spread ? 1 : 0;
+    }
+  }
+  // Without the de-noising the spread would be the measured-step one, sqrt(s² + 2σ²): more than
+  // 10 standard errors off in the well-populated bins, so the test can tell.
+  EXPECT_GE(telling, 4);
+  // The device-to-device sigma and the transient as without read noise (their tolerances there).
+  const double se_d2d = 0.1 / std::sqrt(2.0 * (kRamps - 1));
+  EXPECT_NEAR(fit.d2d_sigma_up, truth.d2d_sigma_up, 5 * se_d2d);
+  EXPECT_NEAR(fit.d2d_sigma_down, truth.d2d_sigma_down, 5 * se_d2d);
+  // (the first SET pulses' relative step variance gains 2 σ² / (r(0) m)², with r(0) m about 0.2 uS)
+  const double read_rel = kSigmaRead / (0.2 * kUs);
+  const double se_r = std::sqrt(0.25 * 0.25 + 0.1 * 0.1 + 2 * read_rel * read_rel) / std::sqrt(static_cast<double>(kRamps));
+  for (int n : {0, 2, 8}) EXPECT_NEAR(fitted.reversal_factor(n, true), device.reversal_factor(n, true), 5 * se_r) << n;
+}
+
+// A read noise that grows tenfold over the window: the per-bin table beats the constant and is
+// kept; each bin's estimate matches the mean read variance of the reads the bin's pairs share.
+TEST(StepModelFit, RecoversAStateDependentReadNoiseAsAPerBinTable) {
+  StepModelParams truth = known_step_params();
+  truth.read_std = {0.02 * kUs, 0.20 * kUs};  // at 10 and 60 uS, linear in between
+  const StepDevice device(truth);
+  constexpr int kRamps = 40, kPulses = 150, kBins = 4;
+  const RampData data = synthetic_ramp_data(device, kRamps, kPulses, 57);
+  devices::StepFitDiagnostics diagnostics;
+  const StepModelParams fit = devices::fit_step_model(data, kBins, &diagnostics);
+  EXPECT_EQ(diagnostics.read_noise, "per-bin");
+  EXPECT_GT(diagnostics.lr_per_bin, diagnostics.lr_per_bin_threshold);
+  ASSERT_EQ(diagnostics.read_std_per_bin.size(), static_cast<std::size_t>(kBins));
+  ASSERT_EQ(fit.read_std.size(), static_cast<std::size_t>(kBins + 2));
+  // The truth of bin b: the mean of σ_read(y)² over the interior reads y (those two steps share)
+  // in the bin; the standard error as in the constant case, per bin.
+  const auto [lo, hi] = observed_range(data);
+  const double width = (hi - lo) / kBins;
+  for (int b = 0; b < kBins; ++b) {
+    double sum = 0;
+    int count = 0;
+    for (const auto* ramps : {&data.set, &data.reset})
+      for (const Ramp& r : *ramps)
+        for (std::size_t j = 1; j + 1 < r.g.size(); ++j)
+          if (std::clamp(static_cast<int>((r.g[j] - lo) / width), 0, kBins - 1) == b) {
+            sum += std::pow(device.read_noise_std(r.g[j]), 2);
+            ++count;
+          }
+    ASSERT_GT(count, 100);
+    const double var_read = sum / count, sigma = std::sqrt(var_read);
+    const double gamma0 = 0.10 * kUs * 0.10 * kUs + 2 * var_read;
+    const double se = std::sqrt((gamma0 * gamma0 + 3 * var_read * var_read) / count) / (2 * sigma);
+    EXPECT_NEAR(diagnostics.read_std_per_bin[b], sigma, 5 * se) << "bin " << b;
+    EXPECT_DOUBLE_EQ(fit.read_std[b + 1], diagnostics.read_std_per_bin[b]);
+  }
+  EXPECT_DOUBLE_EQ(fit.read_std.front(), fit.read_std[1]);  // constant beyond the first and last centre
+  EXPECT_DOUBLE_EQ(fit.read_std.back(), fit.read_std[kBins]);
+}
+
+// Read noise much larger than the steps (as in the Gong et al. pulse response) and each direction's
+// ramps at one end of a single bin: regressing the steps on the reads before them would pull the
+// in-bin line by −σ_read² / var(reads) (the step after a read that came out high falls back) and
+// put a mean step of several uS at the bin centre; with the states estimated from the previous
+// read the mean step stays within its sampling error of the truth.
+TEST(StepModelFit, LargeReadNoiseDoesNotBiasTheMeanStepThroughTheStates) {
+  StepModelParams truth = flat_params(0.02 * kUs, 0.05 * kUs, -0.02 * kUs, 0.05 * kUs);
+  constexpr double kSigmaRead = 1.0 * kUs;
+  truth.read_std.assign(truth.g_nodes.size(), kSigmaRead);
+  const StepDevice device(truth);
+  constexpr int kRamps = 40, kPulses = 150;
+  const RampData data = synthetic_ramp_data(device, kRamps, kPulses, 8);
+  devices::StepFitDiagnostics diagnostics;
+  const StepModelParams fit = devices::fit_step_model(data, 1, &diagnostics);
+  const StepDevice fitted(fit);
+  ASSERT_EQ(diagnostics.read_noise, "constant");
+  const double pairs = static_cast<double>(diagnostics.read_pairs);
+  const double var_read = kSigmaRead * kSigmaRead, gamma0 = 0.05 * kUs * 0.05 * kUs + 2 * var_read;
+  const double se_sigma = std::sqrt((gamma0 * gamma0 + 3 * var_read * var_read) / pairs) / (2 * kSigmaRead);
+  EXPECT_NEAR(fit.read_std.front(), kSigmaRead, 5 * se_sigma);
+  // The mean step at the bin centre, extrapolated by the in-bin line from the direction's states:
+  // its standard error is sqrt(γ0 λ) with the leverage λ of the centre among the states.
+  const auto [lo, hi] = observed_range(data);
+  const double centre = 0.5 * (lo + hi);
+  for (int up = 0; up < 2; ++up) {
+    const BinStates in_bin = bin_states(up ? data.set : data.reset, lo, hi, 1, 0);
+    const double n = static_cast<double>(in_bin.states.size());
+    double mean_g = 0, sxx = 0;
+    for (double g : in_bin.states) mean_g += g / n;
+    for (double g : in_bin.states) sxx += (g - mean_g) * (g - mean_g);
+    const double se_mean = std::sqrt(gamma0 * (1 / n + (centre - mean_g) * (centre - mean_g) / sxx));
+    // The bias the reads as states would give: −σ² / var(reads) per unit of state, times the
+    // distance to the centre.
+    const double bias = var_read / (sxx / n) * std::abs(centre - mean_g);
+    EXPECT_GT(bias, 10 * se_mean) << "the test would not see the bias";
+    EXPECT_NEAR(fitted.mean_step(centre, up), device.mean_step(centre, up), 5 * se_mean) << (up ? "SET" : "RESET");
+  }
 }
 
 TEST(StepModelFit, TaoxFitChangesWhenHeldOutRampsAreAdded) {
@@ -457,6 +651,35 @@ TEST(StepDevice, DeviceFactorsAreLognormalWithMedianOne) {
   EXPECT_NEAR(cross / kN / (0.15 * 0.3), 0.0, 5 / std::sqrt(kN));
 }
 
+TEST(StepDevice, ReadsAddFreshGaussianNoiseOfTheTableAndLeaveTheState) {
+  StepModelParams p = flat_params(1.0 * kUs, 0.1 * kUs, -1.0 * kUs, 0.1 * kUs);
+  p.read_std = {0.2 * kUs, 0.3 * kUs, 0.6 * kUs};  // at 10, 35 and 60 uS
+  const StepDevice device(p);
+  EXPECT_TRUE(device.has_read_noise());
+  EXPECT_NEAR(device.read_noise_std(47.5 * kUs), 0.45 * kUs, 1e-18);
+  EXPECT_NEAR(device.read_noise_std(5 * kUs), 0.2 * kUs, 1e-18);
+  constexpr int kN = 40000;
+  core::RandomStream rng(21, "reads");
+  const CellState state = device.initial_state(47.5 * kUs, rng);
+  const CellState before = state;
+  double sum = 0, sum2 = 0, lag = 0, previous = 0;
+  for (int i = 0; i < kN; ++i) {
+    const double n = device.read(state, rng) - 47.5 * kUs;
+    sum += n, sum2 += n * n, lag += n * previous, previous = n;
+  }
+  EXPECT_EQ(state, before);
+  const double sigma = 0.45 * kUs, mean = sum / kN, var = sum2 / kN - mean * mean;
+  EXPECT_NEAR(mean, 0.0, 5 * sigma / std::sqrt(kN));
+  EXPECT_NEAR(var, sigma * sigma, 5 * sigma * sigma * std::sqrt(2.0 / kN));
+  EXPECT_NEAR(lag / kN, 0.0, 5 * sigma * sigma / std::sqrt(kN));  // independent reads
+  // Without read noise a read is the state and draws nothing from the stream.
+  const StepDevice quiet(flat_params(1.0 * kUs, 0.1 * kUs, -1.0 * kUs, 0.1 * kUs));
+  EXPECT_FALSE(quiet.has_read_noise());
+  core::RandomStream a(4, "quiet"), b(4, "quiet");
+  EXPECT_EQ(quiet.read(state, a), 47.5 * kUs);
+  EXPECT_EQ(a.normal(), b.normal());
+}
+
 // ---- the card and programming --------------------------------------------------------------------
 
 TEST(StepModelCard, ParametersAreDeclaredOnceAndConvertToSiemens) {
@@ -467,7 +690,8 @@ TEST(StepModelCard, ParametersAreDeclaredOnceAndConvertToSiemens) {
   for (const auto& spec : info->params) keys.push_back(spec.key);
   for (const char* key : {"g_nodes", "up_mean", "up_std", "down_mean", "down_std", "d2d_sigma_up", "d2d_sigma_down",
                           "up_reversal_depth", "up_reversal_decay", "down_reversal_depth", "down_reversal_decay",
-                          "up_ageing", "down_ageing", "cycle", "write_verify.max_pulses", "write_verify.tolerance"})
+                          "up_ageing", "down_ageing", "cycle", "read_noise_std", "write_verify.max_pulses",
+                          "write_verify.tolerance"})
     EXPECT_NE(std::find(keys.begin(), keys.end(), key), keys.end()) << key;
 
   const core::Card card = step_card({"device.g_nodes=[0, 0.25, 1]", "device.up_mean=[0.02, 0.01, 0.005]",
@@ -494,6 +718,23 @@ TEST(StepModelCard, ParametersAreDeclaredOnceAndConvertToSiemens) {
   EXPECT_DOUBLE_EQ(aged.up_ageing, -0.01);
   EXPECT_DOUBLE_EQ(aged.down_ageing, 0.02);
   EXPECT_DOUBLE_EQ(aged.cycle, 50.0);
+  // Read noise: off by default (one value, 0); one value holds at every node, or one per node.
+  ASSERT_EQ(p.read_std.size(), 3u);
+  EXPECT_FALSE(StepDevice(p).has_read_noise());
+  const StepModelParams one = devices::step_params_from(step_card({"device.read_noise_std=[0.002]"}).device);
+  ASSERT_EQ(one.read_std.size(), 3u);
+  for (double v : one.read_std) EXPECT_NEAR(v, 0.002 * range, 1e-18);
+  const StepModelParams per_node =
+      devices::step_params_from(step_card({"device.read_noise_std=[0.001, 0.002, 0.004]"}).device);
+  EXPECT_NEAR(per_node.read_std[2], 0.004 * range, 1e-18);
+  try {
+    devices::step_params_from(step_card({"device.read_noise_std=[0.001, 0.002]"}).device);
+    ADD_FAILURE() << "a read_noise_std list of 2 values for 3 nodes was accepted";
+  } catch (const core::UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("device.read_noise_std"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("expected 1 value"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(step_card({"device.read_noise_std=[-0.001]"}), core::UserError);  // the card's range
 
   // The defaults: soft bounds (SET steps shrink towards g_max, RESET steps grow in magnitude).
   const StepDevice defaults(devices::step_params_from(step_card().device));
@@ -528,10 +769,26 @@ TEST(StepModelProgramming, WriteVerifyConvergesWithTheDefaultCard) {
       }
     }
   EXPECT_GE(converged, 0.99 * 1600);
-  // Reads return the programmed conductances: no drift, no read noise.
+  // Reads return the programmed conductances: no drift, and no read noise by default.
   core::RandomStream read_rng(card.seed, "read");
   EXPECT_EQ(device->read_conductance(out, 1e5, read_rng), out.g_programmed);
   EXPECT_EQ(out.cell_state.count("d2d_factor_up"), 1u);
+}
+
+TEST(StepModelProgramming, ReadsAddTheCardsReadNoiseFreshEveryRead) {
+  // device.read_noise_std = 0.01 of the 39 uS window: 0.39 uS per read.
+  const core::Card card = step_card({"device.read_noise_std=[0.01]"}, 40, 40);
+  const auto device = devices::builtin_devices().create(card.device);
+  core::RandomStream rng(card.seed, "programming");
+  const devices::ProgrammedArray out = device->program(spread_targets(40, 40, 2e-6, 39e-6), rng);
+  core::RandomStream read_a(card.seed, "read", {0}), read_b(card.seed, "read", {1}), again(card.seed, "read", {0});
+  const Eigen::MatrixXd a = device->read_conductance(out, 0, read_a), b = device->read_conductance(out, 0, read_b);
+  EXPECT_EQ(a, device->read_conductance(out, 0, again));  // the read's stream decides
+  const Eigen::ArrayXXd noise_a = (a - out.g_programmed).array(), noise_b = (b - out.g_programmed).array();
+  const double n = static_cast<double>(noise_a.size()), sigma = 0.01 * 39e-6;
+  EXPECT_NEAR(noise_a.mean(), 0.0, 5 * sigma / std::sqrt(n));
+  EXPECT_NEAR(noise_a.square().mean(), sigma * sigma, 5 * sigma * sigma * std::sqrt(2.0 / n));
+  EXPECT_NEAR((noise_a * noise_b).mean(), 0.0, 5 * sigma * sigma / std::sqrt(n));  // fresh noise per read
 }
 
 TEST(StepModelProgramming, SameSeedSameResultWithOneAndTwoThreads) {
@@ -604,4 +861,48 @@ TEST(StepReplay, ReplaysHaveTheMeasuredLengthsAndStartsAndAreReproducible) {
   // RESET replays go down.
   const auto down = devices::replay_ramps(device, {{1, std::vector<double>(101, 55 * kUs)}}, false, 3, rng);
   EXPECT_LT(down[0][0].back(), 55 * kUs - 10 * kUs);
+}
+
+// With read noise a replay holds reads: its first value is the measured first read, and its steps
+// are intrinsic steps plus the difference of two reads: variance s² + 2σ², lag-1 autocovariance
+// −σ², none at lag 2. The hidden trajectory comes from the same "ramp" stream as without read noise.
+TEST(StepReplay, WithReadNoiseReplaysAreReadsWhoseStepsShareReads) {
+  constexpr double kS = 0.1 * kUs, kSigma = 0.2 * kUs;
+  StepModelParams p = flat_params(0.05 * kUs, kS, -0.05 * kUs, kS);
+  p.read_std.assign(p.g_nodes.size(), kSigma);
+  const StepDevice device(p);
+  const std::vector<Ramp> ramps = {{1, std::vector<double>(201, 30 * kUs)}, {2, std::vector<double>(201, 31 * kUs)}};
+  constexpr int kRepetitions = 200;
+  const core::RandomStream rng(6, "noisy_replay");
+  const auto runs = devices::replay_ramps(device, ramps, true, kRepetitions, rng);
+  double sum = 0, sum2 = 0, lag1 = 0, lag2 = 0;
+  long n = 0, n1 = 0, n2 = 0;
+  for (std::size_t k = 0; k < ramps.size(); ++k)
+    for (const auto& rep : runs[k]) {
+      ASSERT_EQ(rep.size(), ramps[k].g.size());
+      EXPECT_EQ(rep.front(), ramps[k].g.front());
+      std::vector<double> d;
+      for (std::size_t i = 0; i + 1 < rep.size(); ++i) d.push_back(rep[i + 1] - rep[i] - 0.05 * kUs);
+      for (std::size_t i = 0; i < d.size(); ++i) {
+        sum += d[i], sum2 += d[i] * d[i], ++n;
+        if (i + 1 < d.size()) lag1 += d[i] * d[i + 1], ++n1;
+        if (i + 2 < d.size()) lag2 += d[i] * d[i + 2], ++n2;
+      }
+    }
+  const double var = kS * kS + 2 * kSigma * kSigma, cov = -kSigma * kSigma;
+  EXPECT_NEAR(sum / n, 0.0, 5 * std::sqrt((kS * kS + 2 * kSigma * kSigma / 200) / n));  // reads telescope
+  EXPECT_NEAR(sum2 / n, var, 5 * var * std::sqrt(2.0 * (1 + 2 * (cov / var) * (cov / var)) / n));
+  EXPECT_NEAR(lag1 / n1, cov, 5 * std::sqrt((var * var + 3 * cov * cov) / n1));
+  EXPECT_NEAR(lag2 / n2, 0.0, 5 * std::sqrt((var * var + cov * cov) / n2));
+  // Same hidden steps as the replay without read noise: the differences are reads' noise only,
+  // n_i − n_0 with n_0 the draw that placed the hidden start (flat tables: steps do not depend on
+  // the state).
+  StepModelParams quiet_params = p;
+  quiet_params.read_std.clear();
+  const auto quiet = devices::replay_ramps(StepDevice(quiet_params), ramps, true, 3, rng);
+  const auto noisy = devices::replay_ramps(device, ramps, true, 3, rng);
+  core::RandomStream reads = rng.derive("read", {0, 1});
+  const double n0 = reads.normal();
+  for (std::size_t i = 1; i < 6; ++i)
+    EXPECT_NEAR(noisy[0][1][i] - quiet[0][1][i], kSigma * (reads.normal() - n0), 1e-18) << i;
 }

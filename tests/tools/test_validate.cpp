@@ -298,7 +298,57 @@ workload: {read_times: [0]}
   EXPECT_EQ(again.reset.rmse_rel, report.reset.rmse_rel);
 }
 
+// The same with read noise: "measured" ramps are reads of the model's states and the replays are
+// reads too (conditioned on the measured first read).
+TEST(ValidateRoundTrip, RampsOfAModelWithReadNoiseScoreNearPerfect) {
+  StepModelParams p = known_step_params();
+  p.read_std.assign(p.g_nodes.size(), 0.08 * kUs);
+  const StepDevice device(p);
+  constexpr int kRamps = 200, kPulses = 150, kRepetitions = 100;
+  for (bool up : {true, false}) {
+    const std::vector<Ramp> measured = synthetic_ramps(device, up, kRamps, kPulses, 78);
+    const auto runs = xbar::devices::replay_ramps(device, measured, up, kRepetitions,
+                                                  xbar::core::RandomStream(5, "round_trip"));
+    const DirectionScore s = xbar::tools::score_direction(measured, runs, {10 * kUs, 60 * kUs, 10, 20});
+    SCOPED_TRACE(up ? "SET" : "RESET");
+    EXPECT_LT(s.rmse_rel, 0.01);
+    EXPECT_LT(s.ks_max, 0.15);
+    EXPECT_NEAR(s.coverage, 0.882, 0.07);
+  }
+}
+
 // ---- calibrate ------------------------------------------------------------------------------------
+
+// The whole chain on synthetic data with a known read noise: calibrate on the fitting split, write
+// and reload the card, validate on the held-out ramps. The card's read noise is the truth within 5
+// standard errors (as in test_step_model), and the held-out ramps score like the model's own.
+TEST(Calibrate, SyntheticRampsWithReadNoiseCalibrateAndValidate) {
+  StepModelParams truth = known_step_params();
+  constexpr double kSigmaRead = 0.08 * kUs;
+  truth.read_std.assign(truth.g_nodes.size(), kSigmaRead);
+  const StepDevice device(truth);
+  MeasuredRamps measured;
+  for (bool up : {true, false})
+    for (Ramp& r : synthetic_ramps(device, up, 60, 150, 12))
+      (up ? measured.set : measured.reset).push_back({r, r.id % 3 == 0});  // every third held out
+  const xbar::tools::Calibration c = xbar::tools::calibrate(measured, "fit", 4);
+  EXPECT_EQ(c.set_ramps, 40);
+  EXPECT_EQ(c.diagnostics.read_noise, "constant");
+  const auto card = load_card_text(xbar::tools::fitted_card_yaml(load_card(kTaoxCard), c.params, {}));
+  const StepModelParams back = xbar::devices::step_params_from(card.device);
+  const double pairs = static_cast<double>(c.diagnostics.read_pairs);
+  const double var_read = kSigmaRead * kSigmaRead, gamma0 = 0.01 * kUs * kUs + 2 * var_read;
+  const double se_sigma = std::sqrt((gamma0 * gamma0 + 3 * var_read * var_read) / pairs) / (2 * kSigmaRead);
+  ASSERT_FALSE(back.read_std.empty());
+  for (double v : back.read_std) EXPECT_NEAR(v, kSigmaRead, 5 * se_sigma);
+  const auto report = xbar::tools::validate_card(card, measured, {"heldout", 100, 10});
+  for (const DirectionScore* s : {&report.set, &report.reset}) {
+    EXPECT_EQ(s->ramps, 20);
+    EXPECT_LT(s->rmse_rel, 0.01);
+    EXPECT_LT(s->ks_max, 0.2);  // 20 ramps: a bin's effective sample is a few ramps (see above)
+    EXPECT_NEAR(s->coverage, 0.882, 0.1);
+  }
+}
 
 TEST(Calibrate, RefusesEverySplitButFit) {
   const MeasuredRamps measured = import_taox();
@@ -339,6 +389,14 @@ TEST(Calibrate, FittedCardLoadsAndRoundTripsToTheFit) {
   EXPECT_DOUBLE_EQ(back.up_ageing, p.up_ageing);
   EXPECT_DOUBLE_EQ(back.down_ageing, p.down_ageing);
   EXPECT_NE(p.up_ageing, 0.0);  // the TaOx SET ramps age over the fitting cycles
+  // The TaOx fitting ramps support a read-noise term (their consecutive steps anticorrelate); the
+  // card holds it in window units and gives it back.
+  EXPECT_EQ(c.diagnostics.read_noise, "constant");
+  ASSERT_EQ(p.read_std.size(), p.g_nodes.size());
+  ASSERT_EQ(back.read_std.size(), p.read_std.size());
+  for (std::size_t i = 0; i < p.read_std.size(); ++i) EXPECT_NEAR(back.read_std[i], p.read_std[i], 1e-14 * p.g_max);
+  EXPECT_GT(p.read_std.front(), 0.1e-6);  // S: a fraction of a uS
+  EXPECT_LT(p.read_std.front(), 1e-6);
   EXPECT_DOUBLE_EQ(back.cycle, 0.0);  // the base card's: programmed at the reference cycle
   // Everything else is the base card's.
   const auto base = load_card(kTaoxCard);
@@ -475,9 +533,11 @@ TEST_F(ValidateFiles, CalibrateWritesALoadableCardAndNamesWhatItWasFittedOn) {
   const Outcome run = xbar("calibrate --card cards/rram-taox-pulse.yaml --measured '" + measured.string() + "' -o '" +
                            card.string() + "'");
   ASSERT_EQ(run.exit_code, 0) << run.err;
-  EXPECT_THAT(run.out, AllOf(HasSubstr("27 SET, 28 RESET ramps"), HasSubstr("held-out ramps not used")));
+  EXPECT_THAT(run.out, AllOf(HasSubstr("27 SET, 28 RESET ramps"), HasSubstr("held-out ramps not used"),
+                             HasSubstr("read noise: constant σ_read"), HasSubstr("likelihood ratio")));
   const std::string text = slurp(card);
   EXPECT_THAT(text, AllOf(HasSubstr("# Fitted by `xbar calibrate`"), HasSubstr("Split: fit, 27 SET ramps"),
+                          HasSubstr("read_noise_std: ["), HasSubstr("#   read noise: constant σ_read"),
                           HasSubstr("the 12 SET and 12 RESET held-out ramps were not read"),
                           HasSubstr(measured.string())));
   const auto loaded = load_card(card);
