@@ -162,7 +162,7 @@ int main(int argc, char** argv) {
   xbar::tools::TrainOptions train_options;
   std::string train_model, train_data, train_method, train_ste_backward, train_optimizer;
   int train_batch = 128;
-  double train_lr = 1e-3, train_read_time = 0;
+  double train_lr = 1e-3, train_lr_decay = 1, train_read_time = 0;
   std::int64_t train_limit = 0;
   std::uint64_t train_seed = 0;
   CLI::App* train = app.add_subcommand("train", "Train a network (digitally or on the simulated tiles of a card)");
@@ -177,7 +177,9 @@ int main(int argc, char** argv) {
                                                  "Backward of ste: clean, programmed or effective (default)");
   train->add_option("--epochs", train_options.epochs, "Total epochs of the run (default 1)");
   CLI::Option* train_batch_opt = train->add_option("--batch", train_batch, "Mini-batch size (default 128)");
-  CLI::Option* train_lr_opt = train->add_option("--lr", train_lr, "Learning rate (default 1e-3)");
+  CLI::Option* train_lr_opt = train->add_option("--lr", train_lr, "Learning rate of the first epoch (default 1e-3)");
+  CLI::Option* train_lr_decay_opt = train->add_option(
+      "--lr-decay", train_lr_decay, "Learning-rate factor per epoch: epoch e uses lr * decay^(e-1) (default 1)");
   CLI::Option* train_optimizer_opt =
       train->add_option("--optimizer", train_optimizer, "adam (default) or sgd (momentum 0.9)");
   CLI::Option* train_limit_opt =
@@ -245,6 +247,7 @@ int main(int argc, char** argv) {
       if (train_ste_opt->count()) train_options.ste_backward = train_ste_backward;
       if (train_batch_opt->count()) train_options.batch = train_batch;
       if (train_lr_opt->count()) train_options.learning_rate = train_lr;
+      if (train_lr_decay_opt->count()) train_options.lr_decay = train_lr_decay;
       if (train_optimizer_opt->count()) train_options.optimizer = train_optimizer;
       if (train_limit_opt->count()) train_options.train_limit = train_limit;
       if (train_seed_opt->count()) train_options.seed = train_seed;

@@ -156,10 +156,11 @@ void restore_buffers(training::Layer& model, const std::vector<Eigen::MatrixXd>&
 
 std::string summary_text(const training::RunConfig& config, const training::RunProgress& progress,
                          const std::filesystem::path& output, int epochs_this_run) {
-  std::string text = fmt::format("xbar train: {} on {} with method {}{}, seed {}, batch {}, {} lr {}\n", config.model,
+  std::string text = fmt::format("xbar train: {} on {} with method {}{}, seed {}, batch {}, {} lr {}{}\n", config.model,
                                  config.data, config.method,
                                  config.method == "ste" ? " (backward " + config.ste_backward + ")" : "", config.seed,
-                                 config.batch, config.optimizer, config.learning_rate);
+                                 config.batch, config.optimizer, config.learning_rate,
+                                 config.lr_decay != 1.0 ? fmt::format(" × {}^(epoch−1)", config.lr_decay) : "");
   text += "epoch  train_loss  train_acc  test_acc  wall_s  train_s  peak_memory\n";
   for (const auto& m : progress.history) {
     text += fmt::format("{:5d}  {:10.4f}  {:9.4f}  {:8.4f}  {:6.1f}  {:7.1f}  {}\n", m.epoch, m.train_loss,
@@ -202,6 +203,7 @@ std::string train_command(const TrainOptions& options) {
     require_same("--ste-backward", options.ste_backward, config.ste_backward, file);
     require_same("--batch", options.batch, config.batch, file);
     require_same("--lr", options.learning_rate, config.learning_rate, file);
+    require_same("--lr-decay", options.lr_decay, config.lr_decay, file);
     require_same("--optimizer", options.optimizer, config.optimizer, file);
     require_same("--train-limit", options.train_limit, config.train_limit, file);
     require_same("--seed", options.seed, config.seed, file);
@@ -232,6 +234,7 @@ std::string train_command(const TrainOptions& options) {
     config.seed = card.seed;
     config.batch = options.batch.value_or(128);
     config.learning_rate = options.learning_rate.value_or(1e-3);
+    config.lr_decay = options.lr_decay.value_or(1.0);
     config.optimizer = options.optimizer.value_or("adam");
     config.train_limit = options.train_limit.value_or(0);
     config.train_read_time_s = options.train_read_time_s.value_or(0.0);
@@ -242,6 +245,8 @@ std::string train_command(const TrainOptions& options) {
   if (config.train_limit < 0) throw UserError(fmt::format("--train-limit = {}: must be >= 0", config.train_limit));
   if (!(config.train_read_time_s >= 0))
     throw UserError(fmt::format("--train-read-time = {}: must be >= 0 s", config.train_read_time_s));
+  if (!(config.lr_decay > 0 && config.lr_decay <= 1))
+    throw UserError(fmt::format("--lr-decay = {}: must be in (0, 1]", config.lr_decay));
   if (options.epochs < 1) throw UserError(fmt::format("--epochs = {}: must be >= 1", options.epochs));
   training::TrainerOptions trainer_options;
   trainer_options.batch = config.batch;
@@ -271,6 +276,7 @@ std::string train_command(const TrainOptions& options) {
   for (int epoch = first_epoch; epoch <= options.epochs; ++epoch) {
     const auto start = Clock::now();
     reporter.start_epoch();
+    trainer.set_learning_rate(config.learning_rate * std::pow(config.lr_decay, epoch - 1));
     core::RandomStream order_rng(config.seed, "data_order", {static_cast<std::uint64_t>(epoch)});
     const std::vector<int> order = models::shuffled_order(static_cast<std::size_t>(train.inputs.cols()), order_rng);
     const training::EpochTrainResult result =

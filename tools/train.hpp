@@ -23,6 +23,7 @@ struct TrainOptions {
   int epochs = 1;                             // total epochs of the run (a resumed run continues to it)
   std::optional<int> batch;                   // default 128
   std::optional<double> learning_rate;        // default 1e-3
+  std::optional<double> lr_decay;             // step size factor per epoch, in (0, 1] (default 1: constant)
   std::optional<std::string> optimizer;       // adam (default) | sgd
   std::optional<std::int64_t> train_limit;    // first N training images (default 0 = all)
   std::size_t test_limit = 0;                 // first N test images scored after each epoch (0 = all)

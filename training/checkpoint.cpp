@@ -79,6 +79,7 @@ void save_checkpoint(const std::filesystem::path& path, const RunConfig& config,
   out.set_attribute("/", "seed", static_cast<std::int64_t>(config.seed));
   out.set_attribute("/", "batch", static_cast<std::int64_t>(config.batch));
   out.set_attribute("/", "learning_rate", config.learning_rate);
+  out.set_attribute("/", "lr_decay", config.lr_decay);
   out.set_attribute("/", "optimizer", config.optimizer);
   out.set_attribute("/", "train_limit", config.train_limit);
   out.set_attribute("/", "train_read_time_s", config.train_read_time_s);
@@ -153,6 +154,7 @@ Checkpoint read_checkpoint(const std::filesystem::path& path) {
   config.seed = static_cast<std::uint64_t>(in.attribute_int("/", "seed"));
   config.batch = static_cast<int>(in.attribute_int("/", "batch"));
   config.learning_rate = in.attribute_double("/", "learning_rate");
+  config.lr_decay = in.attribute_double("/", "lr_decay");
   config.optimizer = in.attribute_string("/", "optimizer");
   config.train_limit = in.attribute_int("/", "train_limit");
   config.train_read_time_s = in.attribute_double("/", "train_read_time_s");

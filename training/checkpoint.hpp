@@ -10,7 +10,7 @@
 // -----------
 // | path                         | contents |
 // | ---------------------------- | -------- |
-// | `/` attributes               | `format` ("xbar-checkpoint-1"), `xbar_version`, `model`, `data`, `method`, `ste_backward`, `card` (effective card YAML), `card_path`, `seed`, `batch`, `learning_rate`, `optimizer`, `train_limit` (0 = all), `train_read_time_s`, `epochs_completed`, `global_step` |
+// | `/` attributes               | `format` ("xbar-checkpoint-1"), `xbar_version`, `model`, `data`, `method`, `ste_backward`, `card` (effective card YAML), `card_path`, `seed`, `batch`, `learning_rate`, `lr_decay`, `optimizer`, `train_limit` (0 = all), `train_read_time_s`, `epochs_completed`, `global_step` |
 // | `/parameters` attribute `names` | the parameter names in parameters() order, one per line |
 // | `/parameters/<name>`         | each parameter (e.g. `conv1.weight`, C_out × C_in·k·k; `fc2.bias`, out × 1), units "1" |
 // | `/buffers` attribute `names` | the buffer names in buffers() order, one per line ("" when none) |
@@ -53,7 +53,8 @@ struct RunConfig {
   std::string card_path;                 // the card file as given
   std::uint64_t seed = 0;                // seed of every random stream of the run
   int batch = 128;                       // mini-batch size
-  double learning_rate = 1e-3;           // optimiser step size
+  double learning_rate = 1e-3;           // optimiser step size of the first epoch
+  double lr_decay = 1.0;                 // the step size of epoch e is learning_rate · lr_decay^(e−1)
   std::string optimizer = "adam";        // "adam" or "sgd" (momentum 0.9)
   std::int64_t train_limit = 0;          // training images used (the first N; 0 = all)
   double train_read_time_s = 0;          // read time of the hardware seen in training (s)

@@ -96,6 +96,12 @@ EpochTrainResult Trainer::train_epoch(const Eigen::MatrixXd& inputs, const Eigen
   return result;
 }
 
+void Trainer::set_learning_rate(double learning_rate) {
+  if (!(learning_rate > 0))
+    throw core::UserError(fmt::format("learning rate = {}: must be > 0", learning_rate));
+  std::visit([&](auto& opt) { opt.set_learning_rate(learning_rate); }, optimizer_);
+}
+
 OptimizerState Trainer::optimizer_state() const {
   OptimizerState state;
   if (const Adam* adam = std::get_if<Adam>(&optimizer_)) {

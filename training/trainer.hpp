@@ -68,6 +68,9 @@ class Trainer {
   EpochTrainResult train_epoch(const Eigen::MatrixXd& inputs, const Eigen::VectorXi& labels,
                                const std::vector<int>& order, int epoch, const ProgressCallback& progress = {});
 
+  // Changes the optimiser's step size from the next step on (a schedule over epochs).
+  void set_learning_rate(double learning_rate);
+
   std::uint64_t global_step() const { return global_step_; }
   void set_global_step(std::uint64_t step) { global_step_ = step; }
 

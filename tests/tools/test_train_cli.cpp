@@ -120,6 +120,7 @@ TEST_F(TrainCli, OneEpochWritesACheckpointWithMetricsAndPrintsTheSummary) {
   EXPECT_EQ(trace.attribute_int("/", "epochs_completed"), 1);
   EXPECT_EQ(trace.attribute_int("/", "global_step"), 5);  // 300 images in batches of 64
   EXPECT_EQ(trace.attribute_int("/", "batch"), 64);
+  EXPECT_EQ(trace.attribute_double("/", "lr_decay"), 1.0);
   EXPECT_THAT(trace.attribute_string("/", "card"), HasSubstr("g_max"));
   EXPECT_EQ(trace.shape("/parameters/fc1.weight"), (std::vector<std::size_t>{256, 784}));
   const Eigen::MatrixXd test_accuracy = trace.read_matrix("/metrics/test_accuracy");
@@ -197,6 +198,7 @@ TEST_F(TrainCli, MistakesAreUserErrorsThatLeaveNoFile) {
       {base + " --model mlp --method magic -o " + out("a.h5"), "magic"},
       {base + " --model mlp --optimizer rmsprop -o " + out("a.h5"), "rmsprop"},
       {base + " --model mlp --batch 0 -o " + out("a.h5"), "--batch"},
+      {base + " --model mlp --lr-decay 1.5 -o " + out("a.h5"), "--lr-decay"},
       {base + " --model mlp --data cifar -o " + out("a.h5"), "cifar"},
       {base + " --model mlp -o " + out("missing/a.h5"), "missing"},
       {base + " --model mlp --set tile.rows=-3 -o " + out("a.h5"), "tile.rows"},

@@ -212,6 +212,22 @@ TEST(Trainer, LearnsASeparableProblem) {
   EXPECT_EQ(classification_accuracy(*net, test.inputs, test.labels, 7), after);
 }
 
+TEST(Trainer, LearningRateCanChangeBetweenEpochs) {
+  // Adam's first step moves every weight with a nonzero gradient by the learning rate.
+  const Data data = synthetic(8, 10);
+  DigitalLayerFactory factory;
+  for (const double lr : {1e-3, 4e-3}) {
+    auto net = tiny_mlp(factory, 10);
+    const MatrixXd before = *net->parameters()[2];
+    TrainerOptions options;
+    options.batch = 8;
+    Trainer trainer(*net, nullptr, options);
+    trainer.set_learning_rate(lr);
+    trainer.train_epoch(data.inputs, data.labels, epoch_order(10, 1, 8), 1);
+    EXPECT_NEAR((*net->parameters()[2] - before).cwiseAbs().maxCoeff(), lr, 1e-3 * lr) << lr;
+  }
+}
+
 TEST(Trainer, BadOptionsAreUserErrorsNamingTheOption) {
   TrainerOptions options;
   options.batch = 0;
