@@ -440,8 +440,11 @@ class AnalogMatrix {
     const double t = ctx.phase == HardwarePhase::calibrate_adc ? 0.0 : ctx.read_time_s;
     begin_reads(t, ctx.phase == HardwarePhase::calibrate_adc ? 1 : 2);
     Eigen::MatrixXd y = read_hardware(x, ctx.phase == HardwarePhase::calibrate_adc);
+    // The fit is applied at once, so the next layer calibrates on the corrected outputs it will
+    // get when scoring.
     if (ctx.phase == HardwarePhase::calibrate_columns) fit_columns(weight, x, y);
-    if (ctx.column_calibration && column_gain_.size() == out_) {
+    const bool corrected = ctx.phase == HardwarePhase::calibrate_columns || ctx.column_calibration;
+    if (corrected && column_gain_.size() == out_) {
       y = (y.array().colwise() * column_gain_.array()).colwise() + column_offset_.array();
     }
     return y;
