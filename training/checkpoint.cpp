@@ -154,7 +154,11 @@ Checkpoint read_checkpoint(const std::filesystem::path& path) {
   config.seed = static_cast<std::uint64_t>(in.attribute_int("/", "seed"));
   config.batch = static_cast<int>(in.attribute_int("/", "batch"));
   config.learning_rate = in.attribute_double("/", "learning_rate");
-  config.lr_decay = in.attribute_double("/", "lr_decay");
+  try {
+    config.lr_decay = in.attribute_double("/", "lr_decay");
+  } catch (const core::UserError&) {
+    config.lr_decay = 1.0;  // runs written before the schedule existed trained at a constant step size
+  }
   config.optimizer = in.attribute_string("/", "optimizer");
   config.train_limit = in.attribute_int("/", "train_limit");
   config.train_read_time_s = in.attribute_double("/", "train_read_time_s");
