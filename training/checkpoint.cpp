@@ -64,7 +64,7 @@ std::vector<double> read_vector(const core::TraceReader& in, const std::string& 
 }  // namespace
 
 void save_checkpoint(const std::filesystem::path& path, const RunConfig& config, const RunProgress& progress,
-                     Layer& model, const OptimizerState& optimizer) {
+                     Layer& model, const OptimizerState& optimizer, const CheckpointExtras& extras) {
   const auto params = model.named_parameters();
   const auto buffers = model.named_buffers();
   core::TraceWriter out(path);
@@ -116,6 +116,7 @@ void save_checkpoint(const std::filesystem::path& path, const RunConfig& config,
     write_state("velocity", optimizer.velocity);
   }
   write_metrics(out, progress.history);
+  if (extras) extras(out);
   out.commit();
 }
 

@@ -33,11 +33,16 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "training/layers.hpp"
+
+namespace xbar::core {
+class TraceWriter;
+}
 
 namespace xbar::training {
 
@@ -97,11 +102,15 @@ struct Checkpoint {
   OptimizerState optimizer;
 };
 
+// What a model kind adds to the layout above (e.g. the character language model's shape and its
+// per-step metrics, models/charlm.hpp), written into the same file before it is committed.
+using CheckpointExtras = std::function<void(core::TraceWriter&)>;
+
 // Writes `model`'s named parameters and buffers with the run's configuration, progress and
-// optimiser state to `path` atomically. Throws core::UserError naming the path when it cannot be
-// written.
+// optimiser state (and `extras`) to `path` atomically. Throws core::UserError naming the path
+// when it cannot be written.
 void save_checkpoint(const std::filesystem::path& path, const RunConfig& config, const RunProgress& progress,
-                     Layer& model, const OptimizerState& optimizer);
+                     Layer& model, const OptimizerState& optimizer, const CheckpointExtras& extras = {});
 
 // Reads a checkpoint. Throws core::UserError naming the file (and the dataset or attribute) when
 // it is missing, not a checkpoint, or incomplete.

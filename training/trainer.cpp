@@ -65,18 +65,10 @@ EpochTrainResult Trainer::train_epoch(const Eigen::MatrixXd& inputs, const Eigen
     x.resize(inputs.rows(), static_cast<Eigen::Index>(end - begin));
     for (std::size_t i = begin; i < end; ++i) x.col(static_cast<Eigen::Index>(i - begin)) = inputs.col(order[i]);
     const std::vector<int> y = labels_of(labels, order, begin, end);
-    if (context_) {
-      context_->phase = HardwarePhase::train;
-      context_->step = global_step_;
-    }
-    std::visit([](auto& opt) { opt.zero_grad(); }, optimizer_);
-    const Eigen::MatrixXd logits = model_.forward(x);
-    const LossResult loss = softmax_cross_entropy(logits, y);
-    model_.backward(loss.grad);
-    std::visit([](auto& opt) { opt.step(); }, optimizer_);
-    ++global_step_;
+    const StepResult result = train_step(x, y);
+    const Eigen::MatrixXd& logits = result.logits;
 
-    loss_sum += loss.loss * static_cast<double>(end - begin);
+    loss_sum += result.loss * static_cast<double>(end - begin);
     for (Eigen::Index j = 0; j < logits.cols(); ++j) {
       Eigen::Index best = 0;
       logits.col(j).maxCoeff(&best);
@@ -93,6 +85,22 @@ EpochTrainResult Trainer::train_epoch(const Eigen::MatrixXd& inputs, const Eigen
     result.mean_loss = loss_sum / static_cast<double>(seen);
     result.accuracy = static_cast<double>(correct) / static_cast<double>(seen);
   }
+  return result;
+}
+
+Trainer::StepResult Trainer::train_step(const Eigen::MatrixXd& inputs, const std::vector<int>& targets) {
+  if (context_) {
+    context_->phase = HardwarePhase::train;
+    context_->step = global_step_;
+  }
+  std::visit([](auto& opt) { opt.zero_grad(); }, optimizer_);
+  StepResult result;
+  result.logits = model_.forward(inputs);
+  const LossResult loss = softmax_cross_entropy(result.logits, targets);
+  model_.backward(loss.grad);
+  std::visit([](auto& opt) { opt.step(); }, optimizer_);
+  ++global_step_;
+  result.loss = loss.loss;
   return result;
 }
 

@@ -68,6 +68,16 @@ class Trainer {
   EpochTrainResult train_epoch(const Eigen::MatrixXd& inputs, const Eigen::VectorXi& labels,
                                const std::vector<int>& order, int epoch, const ProgressCallback& progress = {});
 
+  // One optimiser step on one mini-batch, the step train_epoch takes (and a step-based loop, e.g.
+  // the character language model's, calls directly): sets the context to (train, global_step),
+  // runs forward on `inputs`, softmax cross-entropy of the logits against `targets` (one class per
+  // logits column), backward and the optimiser step, and increments the global step.
+  struct StepResult {
+    double loss = 0;         // mean loss over the logits columns
+    Eigen::MatrixXd logits;  // the forward's output (classes × columns)
+  };
+  StepResult train_step(const Eigen::MatrixXd& inputs, const std::vector<int>& targets);
+
   // Changes the optimiser's step size from the next step on (a schedule over epochs).
   void set_learning_rate(double learning_rate);
 
