@@ -291,7 +291,8 @@ std::string train_command(const TrainOptions& options) {
       context->phase = training::HardwarePhase::train;
       context->step = training::test_step_key(epoch);
     }
-    const double test_accuracy = training::classification_accuracy(*model, test.inputs, test.labels, 500);
+    const double test_accuracy =
+        training::classification_accuracy(*model, test.inputs, test.labels, trainer_options.test_batch);
     restore_buffers(*model, buffers);
 
     training::EpochMetrics metrics;
