@@ -12,6 +12,7 @@
 #include "core/version.hpp"
 #include "devices/registry.hpp"
 #include "tools/bench_solvers.hpp"
+#include "tools/charlm.hpp"
 #include "tools/measured.hpp"
 #include "tools/simulate.hpp"
 #include "tools/train.hpp"
@@ -168,14 +169,17 @@ int main(int argc, char** argv) {
   CLI::App* train = app.add_subcommand("train", "Train a network (digitally or on the simulated tiles of a card)");
   train->fallthrough();
   train->add_option("--card", train_options.card, "Device card (YAML); a resumed run keeps the card it was trained with");
-  CLI::Option* train_model_opt = train->add_option("--model", train_model, "Network: mlp or lenet");
+  CLI::Option* train_model_opt = train->add_option("--model", train_model, "Network: mlp, lenet or charlm");
   CLI::Option* train_data_opt = train->add_option(
-      "--data", train_data, "Data set (default fashion-mnist; $XBAR_FASHION_MNIST_DIR or the Debian package)");
+      "--data", train_data,
+      "Data set: fashion-mnist (default for mlp, lenet; $XBAR_FASHION_MNIST_DIR or the Debian package) or brown "
+      "(charlm; $XBAR_BROWN_DIR or scripts/setup.sh)");
   CLI::Option* train_method_opt =
       train->add_option("--method", train_method, "Training method: ideal (default), nat, nat-full or ste");
   CLI::Option* train_ste_opt = train->add_option("--ste-backward", train_ste_backward,
                                                  "Backward of ste: clean, programmed or effective (default)");
-  train->add_option("--epochs", train_options.epochs, "Total epochs of the run (default 1)");
+  CLI::Option* train_epochs_opt =
+      train->add_option("--epochs", train_options.epochs, "Total epochs of the run (default 1; mlp, lenet)");
   CLI::Option* train_batch_opt = train->add_option("--batch", train_batch, "Mini-batch size (default 128)");
   CLI::Option* train_lr_opt = train->add_option("--lr", train_lr, "Learning rate of the first epoch (default 1e-3)");
   CLI::Option* train_lr_decay_opt = train->add_option(
@@ -191,7 +195,19 @@ int main(int argc, char** argv) {
   train->add_option("--set", train_options.overrides, "Override a card value, key.path=value; repeatable")
       ->allow_extra_args(false);
   train->add_option("-o,--output", train_options.output, "Checkpoint to write (HDF5; rewritten after every epoch)");
-  train->add_option("--resume", train_options.resume, "Continue the run in this checkpoint up to --epochs");
+  train->add_option("--resume", train_options.resume, "Continue the run in this checkpoint up to --epochs (--steps)");
+  // --model charlm (tools/charlm.hpp).
+  xbar::tools::CharLmTrainOptions charlm_options;
+  std::int64_t charlm_steps = 0, charlm_validation_limit = 0;
+  int charlm_context = 0, charlm_width = 0, charlm_heads = 0, charlm_layers = 0;
+  const std::vector<CLI::Option*> charlm_opts = {
+      train->add_option("--steps", charlm_steps, "charlm: total optimiser steps of the run (default 2000)"),
+      train->add_option("--context", charlm_context, "charlm: longest sequence, characters (default 64)"),
+      train->add_option("--width", charlm_width, "charlm: model width (default 128)"),
+      train->add_option("--heads", charlm_heads, "charlm: attention heads (default 4)"),
+      train->add_option("--layers", charlm_layers, "charlm: transformer blocks (default 2)"),
+      train->add_option("--validation-limit", charlm_validation_limit,
+                        "charlm: validation characters scored at each checkpoint (default 16384; 0 = all)")};
 
   xbar::tools::EvalOptions eval_options;
   std::string eval_times = "0";
@@ -205,11 +221,33 @@ int main(int argc, char** argv) {
   eval->add_option("--test-limit", eval_options.test_limit, "Score the first N test images (default all)");
   eval->add_option("--calibrate-columns", eval_options.calibrate_columns,
                    "Fit a gain and offset per output on N held-out training images before scoring (default off)");
-  eval->add_option("--batch", eval_options.batch, "Images per forward pass (default 500)");
+  int eval_batch = 500;
+  CLI::Option* eval_batch_opt =
+      eval->add_option("--batch", eval_batch, "Images per forward pass (default 500; charlm: windows, default 32)");
   CLI::Option* eval_seed_opt = eval->add_option("--seed", eval_seed, "Seed of the hardware (default: the card's)");
   eval->add_option("--set", eval_options.overrides, "Override a card value, key.path=value; repeatable")
       ->allow_extra_args(false);
   eval->add_flag("--json", eval_options.json, "Print only a JSON list of {time_s, mean, std, repeats}");
+  xbar::tools::CharLmEvalOptions charlm_eval_options;
+  eval->add_flag("--digital", charlm_eval_options.digital,
+                 "charlm: score the network's digital function instead of the hardware (reference)");
+
+  // `xbar generate`: text from a charlm run on simulated hardware (tools/charlm.hpp).
+  xbar::tools::GenerateOptions generate_options;
+  CLI::App* generate = app.add_subcommand("generate", "Sample text from a charlm run on simulated hardware");
+  generate->add_option("--card", generate_options.card, "Card of the hardware to generate on")->required();
+  generate->add_option("--checkpoint", generate_options.checkpoint, "Run written by xbar train --model charlm")
+      ->required();
+  generate->add_option("--prompt", generate_options.prompt, "Text the sample continues (default \"The jury said\")");
+  generate->add_option("--length", generate_options.length, "Characters generated after the prompt (default 300)");
+  generate->add_option("--temperature", generate_options.temperature,
+                       "Logits are divided by it before sampling; 0 = the likeliest character (default 1)");
+  generate->add_option("--seed", generate_options.seed,
+                       "Programming of the hardware and seed of the sampling (default 0)");
+  generate->add_option("--time", generate_options.time_s, "Read time after programming, s (default 0)");
+  generate->add_option("--set", generate_options.overrides, "Override a card value, key.path=value; repeatable")
+      ->allow_extra_args(false);
+  generate->add_flag("--digital", generate_options.digital, "Use the network's digital function instead of the hardware");
 
   CLI11_PARSE(app, argc, argv);
   xbar::core::ThreadSetup thread_setup(threads);
@@ -252,15 +290,44 @@ int main(int argc, char** argv) {
       if (train_limit_opt->count()) train_options.train_limit = train_limit;
       if (train_seed_opt->count()) train_options.seed = train_seed;
       if (train_read_time_opt->count()) train_options.train_read_time_s = train_read_time;
+      if (train_options.model == std::string("charlm") ||
+          (!train_options.model && xbar::tools::is_charlm_checkpoint(train_options.resume))) {
+        if (charlm_opts[0]->count()) charlm_options.steps = charlm_steps;
+        if (charlm_opts[1]->count()) charlm_options.context = charlm_context;
+        if (charlm_opts[2]->count()) charlm_options.width = charlm_width;
+        if (charlm_opts[3]->count()) charlm_options.heads = charlm_heads;
+        if (charlm_opts[4]->count()) charlm_options.layers = charlm_layers;
+        if (charlm_opts[5]->count()) charlm_options.validation_limit = charlm_validation_limit;
+        charlm_options.epochs_given = train_epochs_opt->count() > 0;
+        std::cout << xbar::tools::charlm_train_command(train_options, charlm_options);
+        return 0;
+      }
+      for (const CLI::Option* option : charlm_opts) {
+        if (option->count())
+          throw xbar::core::UserError(option->get_name() + ": applies to --model charlm only");
+      }
       std::cout << xbar::tools::train_command(train_options);
       return 0;
     }
     if (eval->parsed()) {
       eval_options.times_s = xbar::tools::parse_times(eval_times);
       if (eval_seed_opt->count()) eval_options.seed = eval_seed;
+      if (xbar::tools::is_charlm_checkpoint(eval_options.checkpoint)) {
+        if (eval_batch_opt->count()) charlm_eval_options.batch = eval_batch;
+        const auto report = xbar::tools::evaluate_charlm_checkpoint(eval_options, charlm_eval_options);
+        std::cout << (eval_options.json ? xbar::tools::charlm_eval_json(eval_options, report)
+                                        : xbar::tools::charlm_eval_table(eval_options, report));
+        return 0;
+      }
+      if (charlm_eval_options.digital) throw xbar::core::UserError("--digital: applies to charlm checkpoints only");
+      eval_options.batch = eval_batch;
       const auto report = xbar::tools::evaluate_checkpoint(eval_options);
       std::cout << (eval_options.json ? xbar::tools::eval_json(eval_options, report)
                                       : xbar::tools::eval_table(eval_options, report));
+      return 0;
+    }
+    if (generate->parsed()) {
+      std::cout << xbar::tools::generate_command(generate_options) << "\n";
       return 0;
     }
     const xbar::core::Card card = xbar::tools::load_card_for_cli(card_file, overrides, seed);
