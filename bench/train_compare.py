@@ -42,6 +42,14 @@ def run(cmd, log):
     return proc.stdout
 
 
+def train(cmd, path, log, reuse):
+    """Runs a training command unless --reuse and its checkpoint already exists."""
+    if reuse and os.path.exists(path):
+        print(f"reusing {path}", flush=True)
+        return
+    run(cmd, log)
+
+
 def run_metrics(path):
     """Per-epoch wall time (s) and the peak resident memory (bytes) stored in a training run."""
     with h5py.File(path, "r") as f:
@@ -71,6 +79,8 @@ def main():
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="bench-out/train")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep training runs already in --out (e.g. to re-score them after an evaluation change)")
     args = parser.parse_args()
 
     os.makedirs(args.out, exist_ok=True)
@@ -85,14 +95,14 @@ def main():
     harsh = cards[0]
     for method in ["nat", "nat-full", "ste"]:
         path = os.path.join(args.out, f"cost-{method}.h5")
-        run(xbar + ["train", "--card", harsh, "--method", method, "--epochs", "1",
-             "--train-limit", str(args.cost_train_limit), "-o", path] + common, log)
+        train(xbar + ["train", "--card", harsh, "--method", method, "--epochs", "1",
+                      "--train-limit", str(args.cost_train_limit), "-o", path] + common, path, log, args.reuse)
         results["cost"][method] = run_metrics(path)
 
     # 2. Accuracy on each card: ideal once, nat and ste per card.
     runs = {"ideal": os.path.join(args.out, "ideal.h5")}
-    run(xbar + ["train", "--card", harsh, "--method", "ideal", "--epochs", str(args.epochs),
-         "--train-limit", str(args.train_limit), "-o", runs["ideal"]] + common, log)
+    train(xbar + ["train", "--card", harsh, "--method", "ideal", "--epochs", str(args.epochs),
+                  "--train-limit", str(args.train_limit), "-o", runs["ideal"]] + common, runs["ideal"], log, args.reuse)
     for card in cards:
         name = os.path.splitext(os.path.basename(card))[0]
         card_runs = dict(runs)
@@ -106,7 +116,7 @@ def main():
                           "--train-limit", str(args.train_limit), "-o", path] + common
             if backward:
                 cmd += ["--ste-backward", backward]
-            run(cmd, log)
+            train(cmd, path, log, args.reuse)
             card_runs[label] = path
         results["accuracy"][name] = {}
         for method, path in card_runs.items():

@@ -383,6 +383,8 @@ EvalReport evaluate_checkpoint(const EvalOptions& options) {
   training::AnalogOptions analog;
   analog.method = training::TrainingMethod::ideal;
   analog.train_read_time_s = checkpoint.config.train_read_time_s;
+  analog.calibration_target =
+      training::calibration_target_for(training::parse_training_method(checkpoint.config.method));
   training::AnalogLayerFactory factory(card, devices::builtin_devices(), analog);
   core::RandomStream init = model_init_stream(checkpoint.config.seed);
   const std::unique_ptr<training::Sequential> model = models::make_model(checkpoint.config.model, factory, init);

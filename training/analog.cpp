@@ -52,7 +52,28 @@ std::string to_string(SteBackward backward) {
   return "?";
 }
 
+CalibrationTarget calibration_target_for(TrainingMethod method) {
+  return method == TrainingMethod::ste || method == TrainingMethod::nat_full ? CalibrationTarget::nominal_hardware
+                                                                              : CalibrationTarget::ideal_layer;
+}
+
 namespace {
+
+// The card of the nominal hardware: the same tiles, wires, access device and DAC, with ideal
+// devices at their targets, no faults or variation, no drift compensation and an ideal ADC.
+core::Card nominal_card(const core::Card& card) {
+  core::Card nominal = card;
+  nominal.device.model = "ideal";
+  nominal.device.params.clear();
+  nominal.device.variation_sigma_log = 0;
+  nominal.device.stuck_low_rate = nominal.device.stuck_high_rate = 0;
+  nominal.device.rtn_fraction = 0;
+  nominal.adc.bits = 0;
+  nominal.adc.offset_sigma = nominal.adc.gain_sigma = nominal.adc.noise_sigma = nominal.adc.inl_sigma_lsb = 0;
+  nominal.adc.inl_lsb.clear();
+  nominal.mapping.drift_compensation = false;
+  return nominal;
+}
 
 // Mean and standard deviation of the read conductance against the target conductance, on a grid
 // of targets, interpolated linearly (so the NAT noise model has a derivative everywhere).
@@ -146,6 +167,7 @@ using Shared = AnalogLayerFactory::Shared;
 struct Block {
   int in_begin = 0, in_count = 0, out_begin = 0, out_count = 0;
   std::unique_ptr<circuits::Tile> tile;
+  std::unique_ptr<circuits::Tile> nominal;  // column calibration target of hardware-trained networks
   // nat-full state of the last forward
   std::unique_ptr<circuits::CrossbarJacobian> jacobian;
 };
@@ -439,7 +461,15 @@ class AnalogMatrix {
     program(weight, core::mix64(ctx.programming * 2), true);
     const double t = ctx.phase == HardwarePhase::calibrate_adc ? 0.0 : ctx.read_time_s;
     begin_reads(t, ctx.phase == HardwarePhase::calibrate_adc ? 1 : 2);
-    Eigen::MatrixXd y = read_hardware(x, ctx.phase == HardwarePhase::calibrate_adc);
+    if (ctx.phase == HardwarePhase::calibrate_columns) {
+      // The previous layer's correction changed this layer's inputs (IR drop alone takes half of
+      // a harsh tile's signal): set the DAC input range and the ADC ranges again on them before
+      // fitting, or the corrected signals would clip.
+      const double m = (x.size() ? x.cwiseAbs().maxCoeff() : 0.0) / shared_->card.dac.input_max;
+      if (m > 0) input_scale_(0, 0) = m;
+    }
+    Eigen::MatrixXd y = read_hardware(x, ctx.phase == HardwarePhase::calibrate_adc ||
+                                             ctx.phase == HardwarePhase::calibrate_columns);
     // The fit is applied at once, so the next layer calibrates on the corrected outputs it will
     // get when scoring.
     if (ctx.phase == HardwarePhase::calibrate_columns) fit_columns(weight, x, y);
@@ -450,10 +480,42 @@ class AnalogMatrix {
     return y;
   }
 
-  // Least squares per output: ideal ≈ gain · hardware + offset.
+  // The nominal hardware's outputs (out × B, weight units) for inputs x: programmed once per
+  // weights (the ideal device makes them exact), read through the wires with an ideal ADC.
+  Eigen::MatrixXd nominal_outputs(const Eigen::MatrixXd& weight, const Eigen::MatrixXd& x) {
+    const core::Card card = nominal_card(shared_->card);
+    const Eigen::MatrixXd w_tile = tile_weights(weight);
+    const Eigen::MatrixXd x_scaled = x / input_scale_(0, 0);
+    std::vector<Eigen::MatrixXd> partial(blocks_.size());
+    std::vector<std::string> failures(blocks_.size());
+    tbb::parallel_for(std::size_t{0}, blocks_.size(), [&](std::size_t b) {
+      Block& block = blocks_[b];
+      if (!block.nominal)
+        block.nominal = std::make_unique<circuits::Tile>(card, *shared_->registry, block.out_count,
+                                                         static_cast<int>(b), shared_->options.vectors_per_chunk);
+      Eigen::MatrixXd padded = Eigen::MatrixXd::Zero(block.out_count, card.tile.rows);
+      padded.leftCols(block.in_count) = w_tile.block(block.out_begin, block.in_begin, block.out_count, block.in_count);
+      block.nominal->program(padded, false);
+      circuits::SolveSummary summary = block.nominal->begin_reads(0.0, 0);
+      if (summary.ok())
+        partial[b] = block.nominal->read_outputs(x_scaled.middleRows(block.in_begin, block.in_count), 0, false, summary);
+      if (!summary.ok()) failures[b] = summary.message;
+    });
+    for (const auto& f : failures)
+      if (!f.empty()) throw std::runtime_error(name_ + ": nominal tile read failed: " + f);
+    Eigen::MatrixXd y = Eigen::MatrixXd::Zero(out_, x.cols());
+    for (std::size_t b = 0; b < blocks_.size(); ++b)
+      y.middleRows(blocks_[b].out_begin, blocks_[b].out_count) += partial[b];
+    return y * output_factor();
+  }
+
+  // Least squares per output: target ≈ gain · hardware + offset, the target being what the
+  // network was trained to expect (AnalogOptions::calibration_target).
   void fit_columns(const Eigen::MatrixXd& weight, const Eigen::MatrixXd& x, const Eigen::MatrixXd& y) {
     const double clip = weight_clip_(0, 0);
-    const Eigen::MatrixXd ideal = weight.cwiseMax(-clip).cwiseMin(clip) * x;
+    const Eigen::MatrixXd ideal = shared_->options.calibration_target == CalibrationTarget::nominal_hardware
+                                      ? nominal_outputs(weight, x)
+                                      : Eigen::MatrixXd(weight.cwiseMax(-clip).cwiseMin(clip) * x);
     column_gain_.resize(out_);
     column_offset_.resize(out_);
     const double n = static_cast<double>(y.cols());

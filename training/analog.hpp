@@ -65,10 +65,22 @@ std::string to_string(TrainingMethod method);
 SteBackward parse_ste_backward(const std::string& text);
 std::string to_string(SteBackward backward);
 
+// What per-output column calibration maps each analog layer's outputs onto: what the network
+// was trained to expect.
+enum class CalibrationTarget {
+  ideal_layer,       // W_c x: networks trained digitally or with weight noise (ideal, nat)
+  nominal_hardware,  // the same tiles without their random parts (devices exactly at their
+                     // targets, no faults, no read noise or drift, ideal ADC) but with the
+                     // wires: networks trained through the circuit (ste, nat-full)
+};
+// The target for a network trained with `method`.
+CalibrationTarget calibration_target_for(TrainingMethod method);
+
 struct AnalogOptions {
   TrainingMethod method = TrainingMethod::ste;
   SteBackward ste_backward = SteBackward::effective;
   double train_read_time_s = 0;  // read time of the hardware seen in training (s after programming)
+  CalibrationTarget calibration_target = CalibrationTarget::ideal_layer;
   int vectors_per_chunk = 2048;  // input vectors per tile call: bounds the working memory, keeps it in cache
 };
 

@@ -3,6 +3,7 @@
 #include <tbb/global_control.h>
 
 #include <functional>
+#include <tuple>
 
 #include "core/error.hpp"
 #include "devices/registry.hpp"
@@ -275,4 +276,39 @@ TEST(AnalogLayer, OptionErrorsNameTheOptionAndTheChoices) {
   options.ste_backward = training::SteBackward::effective;
   EXPECT_THROW(training::AnalogLayerFactory(card_with({"solver.method=direct"}), devices::builtin_devices(), options),
                core::UserError);
+}
+
+TEST(AnalogLayer, ColumnCalibrationMapsOntoWhatTheNetworkWasTrainedToExpect) {
+  // Wires only (ideal devices and converters): the hardware is its own nominal hardware.
+  const core::Card card = card_with({"tile.wires.r_wl_segment=200", "tile.wires.r_bl_segment=200"});
+  const Eigen::MatrixXd calibration = random_matrix(10, 64, 40, 0, 1), test = random_matrix(10, 32, 41, 0, 1);
+  auto scores = [&](training::CalibrationTarget target) {
+    training::AnalogOptions options;
+    options.calibration_target = target;
+    training::AnalogLayerFactory factory(card, devices::builtin_devices(), options);
+    core::RandomStream rng(11, "init");
+    auto layer = factory.linear(10, 7, rng, training::Init::he_normal, "fc");
+    auto ctx = factory.context();
+    ctx->phase = HardwarePhase::calibrate_adc;
+    layer->forward(calibration);
+    ctx->phase = HardwarePhase::evaluate;
+    const Eigen::MatrixXd raw = layer->forward(test);
+    ctx->phase = HardwarePhase::calibrate_columns;
+    layer->forward(calibration);
+    ctx->column_calibration = true;
+    ctx->phase = HardwarePhase::evaluate;
+    return std::make_tuple(raw, layer->forward(test), Eigen::MatrixXd(*layer->parameters()[0] * test));
+  };
+  EXPECT_EQ(training::calibration_target_for(training::TrainingMethod::ste),
+            training::CalibrationTarget::nominal_hardware);
+  EXPECT_EQ(training::calibration_target_for(training::TrainingMethod::nat), training::CalibrationTarget::ideal_layer);
+  {
+    const auto [raw, calibrated, ideal] = scores(training::CalibrationTarget::nominal_hardware);
+    EXPECT_LT(relative_error(calibrated, raw), 1e-9);  // nothing to correct
+    EXPECT_GT(relative_error(raw, ideal), 0.02);       // although the wires distort the outputs
+  }
+  {
+    const auto [raw, calibrated, ideal] = scores(training::CalibrationTarget::ideal_layer);
+    EXPECT_LT((calibrated - ideal).norm(), 0.5 * (raw - ideal).norm());  // towards the ideal layer
+  }
 }
