@@ -368,6 +368,8 @@ LoadedCharLm load_charlm(const std::filesystem::path& file, const core::Card& ca
     training::AnalogOptions analog;
     analog.method = training::TrainingMethod::ideal;
     analog.train_read_time_s = loaded.checkpoint.config.train_read_time_s;
+    analog.calibration_target =
+        training::calibration_target_for(training::parse_training_method(loaded.checkpoint.config.method));
     loaded.factory = std::make_unique<training::AnalogLayerFactory>(card, devices::builtin_devices(), analog);
   }
   loaded.context = loaded.factory->context();

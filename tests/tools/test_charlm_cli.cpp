@@ -230,8 +230,9 @@ TEST_F(CharLmCli, EvalPrintsPerplexityAndBitsPerCharacterPerReadTime) {
   EXPECT_NEAR(hardware[0].mean, reference[0].mean, 1e-3 * reference[0].mean);
   EXPECT_LT(reference[0].mean, rows[1].mean) << "noisy tiles a day after programming lose some perplexity";
 
-  const Outcome table = xbar(eval + kNoisyCard + " --times 0 --repeats 2");
+  const Outcome table = xbar(eval + kNoisyCard + " --times 0 --repeats 2 --calibrate-columns 16");
   ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_THAT(table.out, HasSubstr("column calibration on 16 held-out windows"));
   EXPECT_THAT(table.out, HasSubstr("perplexity_mean"));
   EXPECT_THAT(table.out, HasSubstr("bits_per_char_mean"));
   EXPECT_THAT(table.err, HasSubstr("programming 2/2"));
