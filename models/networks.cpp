@@ -52,7 +52,8 @@ namespace {
 [[noreturn]] void unknown_model(const std::string& name) {
   std::string choices;
   for (const auto& n : model_names()) choices += (choices.empty() ? "" : ", ") + n;
-  throw core::UserError("--model: unknown model '" + name + "'; expected one of: " + choices);
+  throw core::UserError("--model: unknown model '" + name + "'; expected one of: " + choices +
+                        " (image classification) or charlm (the character language model)");
 }
 
 }  // namespace
