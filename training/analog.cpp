@@ -4,11 +4,11 @@
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <mutex>
 #include <numbers>
-#include <optional>
 #include <stdexcept>
 
 #include "circuits/crossbar_adjoint.hpp"
