@@ -2,7 +2,6 @@
 #include "tools/train.hpp"
 
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -17,6 +16,7 @@
 #include "devices/registry.hpp"
 #include "models/fashion_mnist.hpp"
 #include "models/networks.hpp"
+#include "tools/progress.hpp"
 #include "tools/simulate.hpp"
 #include "training/analog.hpp"
 #include "training/checkpoint.hpp"
@@ -93,54 +93,28 @@ void require_writable_folder(const std::filesystem::path& output) {
 
 std::string megabytes(double bytes) { return fmt::format("{:.0f} MB", bytes / 1e6); }
 
-// Progress on stderr: a bar redrawn in place on a terminal, plain lines (every ~10% of an epoch)
-// otherwise.
+// Progress on stderr per epoch (tools/progress.hpp): a bar redrawn in place on a terminal, plain
+// lines (every ~10% of an epoch) otherwise.
 class ProgressReporter {
  public:
-  explicit ProgressReporter(int epochs) : epochs_(epochs), terminal_(isatty(STDERR_FILENO) == 1) {}
+  explicit ProgressReporter(int epochs) : epochs_(epochs) {}
 
-  void start_epoch() {
-    start_ = Clock::now();
-    last_draw_ = start_;
-    last_decile_ = 0;
-  }
+  void start_epoch(int epoch, std::size_t steps) { display_.start(fmt::format("epoch {}/{}", epoch, epochs_), steps); }
 
   void step(const training::StepProgress& p) {
-    const double fraction = static_cast<double>(p.step_in_epoch) / static_cast<double>(p.steps_in_epoch);
-    if (terminal_) {
-      const auto now = Clock::now();
-      if (p.step_in_epoch != p.steps_in_epoch && now - last_draw_ < std::chrono::milliseconds(100)) return;
-      last_draw_ = now;
-      constexpr int width = 30;
-      const int filled = static_cast<int>(fraction * width);
-      std::fprintf(stderr, "\r\033[Kepoch %d/%d [%s%s] %3.0f%% loss %.4f acc %.4f %.1f s", p.epoch, epochs_,
-                   std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(), 100 * fraction,
-                   p.mean_loss, p.accuracy, seconds_since(start_));
-      std::fflush(stderr);
-      return;
-    }
-    const int decile = static_cast<int>(fraction * 10 + 1e-9);
-    if (decile > last_decile_ && p.step_in_epoch != p.steps_in_epoch) {
-      last_decile_ = decile;
-      std::fprintf(stderr, "epoch %d/%d: %3.0f%% (%zu/%zu steps) loss %.4f acc %.4f %.1f s\n", p.epoch, epochs_,
-                   100 * fraction, p.step_in_epoch, p.steps_in_epoch, p.mean_loss, p.accuracy, seconds_since(start_));
-      std::fflush(stderr);
-    }
+    display_.update(p.step_in_epoch, fmt::format("loss {:.4f} acc {:.4f}", p.mean_loss, p.accuracy));
   }
 
   void end_epoch(const training::EpochMetrics& m) {
-    if (terminal_) std::fprintf(stderr, "\r\033[K");
-    std::fprintf(stderr, "epoch %d/%d: train loss %.4f acc %.4f, test acc %.4f, %.1f s (training %.1f s), peak memory %s\n",
-                 m.epoch, epochs_, m.train_loss, m.train_accuracy, m.test_accuracy, m.wall_time_s, m.train_time_s,
-                 megabytes(m.peak_resident_memory_bytes).c_str());
-    std::fflush(stderr);
+    display_.print_line(fmt::format(
+        "epoch {}/{}: train loss {:.4f} acc {:.4f}, test acc {:.4f}, {:.1f} s (training {:.1f} s), peak memory {}",
+        m.epoch, epochs_, m.train_loss, m.train_accuracy, m.test_accuracy, m.wall_time_s, m.train_time_s,
+        megabytes(m.peak_resident_memory_bytes)));
   }
 
  private:
   int epochs_;
-  bool terminal_;
-  Clock::time_point start_, last_draw_;
-  int last_decile_ = 0;
+  ProgressDisplay display_;
 };
 
 std::vector<Eigen::MatrixXd> copy_buffers(training::Layer& model) {
@@ -275,7 +249,8 @@ std::string train_command(const TrainOptions& options) {
   const int first_epoch = progress.epochs_completed + 1;
   for (int epoch = first_epoch; epoch <= options.epochs; ++epoch) {
     const auto start = Clock::now();
-    reporter.start_epoch();
+    const auto batch = static_cast<std::size_t>(config.batch);
+    reporter.start_epoch(epoch, (static_cast<std::size_t>(train.inputs.cols()) + batch - 1) / batch);
     trainer.set_learning_rate(config.learning_rate * std::pow(config.lr_decay, epoch - 1));
     core::RandomStream order_rng(config.seed, "data_order", {static_cast<std::uint64_t>(epoch)});
     const std::vector<int> order = models::shuffled_order(static_cast<std::size_t>(train.inputs.cols()), order_rng);
