@@ -11,11 +11,10 @@
 
 #include "core/error.hpp"
 #include "core/random.hpp"
-#include "devices/registry.hpp"
 #include "models/brown.hpp"
 #include "models/charlm.hpp"
 #include "tools/progress.hpp"
-#include "tools/simulate.hpp"
+#include "tools/run_support.hpp"
 #include "training/analog.hpp"
 #include "training/checkpoint.hpp"
 #include "training/network.hpp"
@@ -32,48 +31,10 @@ constexpr std::int64_t kDefaultSteps = 2000;
 constexpr std::int64_t kDefaultValidationLimit = 16384;
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
-std::string megabytes(double bytes) { return fmt::format("{:.0f} MB", bytes / 1e6); }
 
 // Reserved HardwareContext::step of the validation pass at global step `step`: distinct from every
 // training step (< 2^61) and from the classification test keys (training::test_step_key).
 std::uint64_t validation_step_key(std::uint64_t step) { return (std::uint64_t{3} << 61) | step; }
-
-core::Card load_card_with_seed(const std::filesystem::path& file, const std::vector<std::string>& overrides,
-                               const std::optional<std::uint64_t>& seed) {
-  return load_card_for_cli(file, overrides, seed ? std::to_string(*seed) : std::string());
-}
-
-// The factory of a run's method: digital layers for ideal, the card's analog layers otherwise.
-std::unique_ptr<training::LayerFactory> make_factory(const core::Card& card, const training::RunConfig& config) {
-  const training::TrainingMethod method = training::parse_training_method(config.method);
-  if (method == training::TrainingMethod::ideal) return std::make_unique<training::DigitalLayerFactory>();
-  training::AnalogOptions options;
-  options.method = method;
-  options.ste_backward = training::parse_ste_backward(config.ste_backward);
-  options.train_read_time_s = config.train_read_time_s;
-  return std::make_unique<training::AnalogLayerFactory>(card, devices::builtin_devices(), options);
-}
-
-// The stream the initial weights are drawn from (as for every model of xbar train).
-core::RandomStream model_init_stream(std::uint64_t seed) { return core::RandomStream(seed, "model_init"); }
-
-template <class T>
-std::string show(const T& value) {
-  if constexpr (std::is_same_v<T, std::string>) {
-    return value;
-  } else {
-    return fmt::format("{}", value);
-  }
-}
-
-template <class T>
-void require_same(const char* option, const std::optional<T>& given, const T& saved, const std::filesystem::path& file) {
-  if (given && *given != saved) {
-    throw UserError(fmt::format("{} {} conflicts with the run being resumed ({} was trained with {} {}); a resumed "
-                                "run keeps its configuration",
-                                option, show(*given), file.string(), option, show(saved)));
-  }
-}
 
 void require_brown(const std::string& data) {
   if (data != models::kBrownData) {
@@ -98,17 +59,6 @@ void check_shape(const training::CharTransformerConfig& shape) {
 
 models::BrownCorpus load_corpus(std::uint64_t split_seed) {
   return models::load_brown(models::default_brown_dir(), split_seed);
-}
-
-std::vector<Eigen::MatrixXd> copy_buffers(training::Layer& model) {
-  std::vector<Eigen::MatrixXd> copies;
-  for (Eigen::MatrixXd* b : model.buffers()) copies.push_back(*b);
-  return copies;
-}
-
-void restore_buffers(training::Layer& model, const std::vector<Eigen::MatrixXd>& copies) {
-  const std::vector<Eigen::MatrixXd*> buffers = model.buffers();
-  for (std::size_t i = 0; i < buffers.size(); ++i) *buffers[i] = copies[i];
 }
 
 std::string shape_text(const training::CharTransformerConfig& m) {
@@ -171,7 +121,6 @@ std::string charlm_train_command(const TrainOptions& options, const CharLmTrainO
   if (options.lr_decay)
     throw UserError("--lr-decay: applies to the epochs of mlp and lenet; a charlm run trains at a constant --lr");
 
-  const auto& registry = devices::builtin_devices();
   training::RunConfig config;
   training::RunProgress progress;
   models::CharLmRun run;
@@ -198,17 +147,7 @@ std::string charlm_train_command(const TrainOptions& options, const CharLmTrainO
     require_same("--heads", lm.heads, run.model.heads, file);
     require_same("--layers", lm.layers, run.model.layers, file);
     require_same("--validation-limit", lm.validation_limit, run.validation_limit, file);
-    card = core::load_card_text(config.card_yaml, config.card_path, {}, registry.param_lookup(), registry.names());
-    if (!options.card.empty()) {
-      const core::Card given = load_card_with_seed(options.card, options.overrides, options.seed);
-      if (given.effective_yaml != config.card_yaml) {
-        throw UserError(fmt::format("--card {} differs from the card the run in {} was trained with ({}); a resumed "
-                                    "run keeps its card (omit --card)",
-                                    options.card.string(), file.string(), config.card_path));
-      }
-    } else if (!options.overrides.empty()) {
-      throw UserError("--set needs --card; a resumed run keeps the card stored in its checkpoint");
-    }
+    card = resumed_run_card(config, options.card, options.overrides, options.seed, file);
     progress = checkpoint->progress;
     if (lm.steps) run.steps = *lm.steps;
   } else {
@@ -252,11 +191,7 @@ std::string charlm_train_command(const TrainOptions& options, const CharLmTrainO
   trainer_options.validate();
   const std::filesystem::path output = options.output.empty() ? options.resume : options.output;
   if (output.empty()) throw UserError("-o RUN.h5 is required (where the checkpoint is written)");
-  {
-    const std::filesystem::path folder = output.has_parent_path() ? output.parent_path() : std::filesystem::path(".");
-    if (!std::filesystem::is_directory(folder))
-      throw UserError(fmt::format("-o {}: the folder {} does not exist", output.string(), folder.string()));
-  }
+  require_writable_folder(output);
 
   const models::BrownCorpus corpus = load_corpus(run.split_seed);
   const models::RandomWindowSampler sampler(corpus.train.ids, run.model.context, config.batch, config.seed);
@@ -362,15 +297,9 @@ LoadedCharLm load_charlm(const std::filesystem::path& file, const core::Card& ca
     // An ideal run: plain digital layers, exactly the trained function.
     loaded.factory = std::make_unique<training::DigitalLayerFactory>();
   } else {
-    // Hardware evaluation (method ideal: the evaluation phases simulate the tiles whatever the run's
-    // method was), or the digital function of an analog run: the ideal forward of its analog
-    // layers, W_c x with the run's weight clips, in the training phase.
-    training::AnalogOptions analog;
-    analog.method = training::TrainingMethod::ideal;
-    analog.train_read_time_s = loaded.checkpoint.config.train_read_time_s;
-    analog.calibration_target =
-        training::calibration_target_for(training::parse_training_method(loaded.checkpoint.config.method));
-    loaded.factory = std::make_unique<training::AnalogLayerFactory>(card, devices::builtin_devices(), analog);
+    // Hardware evaluation, or the digital function of an analog run: the ideal forward of its
+    // analog layers (method ideal), W_c x with the run's weight clips, in the training phase.
+    loaded.factory = make_evaluation_factory(card, loaded.checkpoint.config);
   }
   loaded.context = loaded.factory->context();
   core::RandomStream init = model_init_stream(loaded.checkpoint.config.seed);

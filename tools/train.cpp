@@ -17,6 +17,7 @@
 #include "models/fashion_mnist.hpp"
 #include "models/networks.hpp"
 #include "tools/progress.hpp"
+#include "tools/run_support.hpp"
 #include "tools/simulate.hpp"
 #include "training/analog.hpp"
 #include "training/checkpoint.hpp"
@@ -48,51 +49,6 @@ Labelled load_split(const std::string& data, models::Split split, std::size_t li
   return {std::move(d.images), std::move(d.labels)};
 }
 
-// The stream the model's initial weights are drawn from (the same for every factory).
-core::RandomStream model_init_stream(std::uint64_t seed) { return core::RandomStream(seed, "model_init"); }
-
-std::unique_ptr<training::LayerFactory> make_factory(const core::Card& card, const training::RunConfig& config) {
-  const training::TrainingMethod method = training::parse_training_method(config.method);
-  if (method == training::TrainingMethod::ideal) return std::make_unique<training::DigitalLayerFactory>();
-  training::AnalogOptions options;
-  options.method = method;
-  options.ste_backward = training::parse_ste_backward(config.ste_backward);
-  options.train_read_time_s = config.train_read_time_s;
-  return std::make_unique<training::AnalogLayerFactory>(card, devices::builtin_devices(), options);
-}
-
-core::Card load_card_with_seed(const std::filesystem::path& file, const std::vector<std::string>& overrides,
-                               const std::optional<std::uint64_t>& seed) {
-  return load_card_for_cli(file, overrides, seed ? std::to_string(*seed) : std::string());
-}
-
-template <class T>
-std::string show(const T& value) {
-  if constexpr (std::is_same_v<T, std::string>) {
-    return value;
-  } else {
-    return fmt::format("{}", value);
-  }
-}
-
-// A resumed run keeps its configuration: an option given with another value is a mistake.
-template <class T>
-void require_same(const char* option, const std::optional<T>& given, const T& saved, const std::filesystem::path& file) {
-  if (given && *given != saved) {
-    throw UserError(fmt::format("{} {} conflicts with the run being resumed ({} was trained with {} {}); a resumed "
-                                "run keeps its configuration",
-                                option, show(*given), file.string(), option, show(saved)));
-  }
-}
-
-void require_writable_folder(const std::filesystem::path& output) {
-  const std::filesystem::path folder = output.has_parent_path() ? output.parent_path() : std::filesystem::path(".");
-  if (!std::filesystem::is_directory(folder))
-    throw UserError(fmt::format("-o {}: the folder {} does not exist", output.string(), folder.string()));
-}
-
-std::string megabytes(double bytes) { return fmt::format("{:.0f} MB", bytes / 1e6); }
-
 // Progress on stderr per epoch (tools/progress.hpp): a bar redrawn in place on a terminal, plain
 // lines (every ~10% of an epoch) otherwise.
 class ProgressReporter {
@@ -116,17 +72,6 @@ class ProgressReporter {
   int epochs_;
   ProgressDisplay display_;
 };
-
-std::vector<Eigen::MatrixXd> copy_buffers(training::Layer& model) {
-  std::vector<Eigen::MatrixXd> copies;
-  for (Eigen::MatrixXd* b : model.buffers()) copies.push_back(*b);
-  return copies;
-}
-
-void restore_buffers(training::Layer& model, const std::vector<Eigen::MatrixXd>& copies) {
-  const std::vector<Eigen::MatrixXd*> buffers = model.buffers();
-  for (std::size_t i = 0; i < buffers.size(); ++i) *buffers[i] = copies[i];
-}
 
 std::string summary_text(const training::RunConfig& config, const training::RunProgress& progress,
                          const std::filesystem::path& output, int epochs_this_run) {
@@ -163,7 +108,6 @@ std::string summary_text(const training::RunConfig& config, const training::RunP
 }  // namespace
 
 std::string train_command(const TrainOptions& options) {
-  const auto& registry = devices::builtin_devices();
   training::RunConfig config;
   training::RunProgress progress;
   std::optional<training::Checkpoint> checkpoint;
@@ -183,17 +127,7 @@ std::string train_command(const TrainOptions& options) {
     require_same("--seed", options.seed, config.seed, file);
     require_same("--train-read-time", options.train_read_time_s, config.train_read_time_s, file);
     require_same("--data", options.data, config.data, file);
-    card = core::load_card_text(config.card_yaml, config.card_path, {}, registry.param_lookup(), registry.names());
-    if (!options.card.empty()) {
-      const core::Card given = load_card_with_seed(options.card, options.overrides, options.seed);
-      if (given.effective_yaml != config.card_yaml) {
-        throw UserError(fmt::format("--card {} differs from the card the run in {} was trained with ({}); a resumed "
-                                    "run keeps its card (omit --card)",
-                                    options.card.string(), file.string(), config.card_path));
-      }
-    } else if (!options.overrides.empty()) {
-      throw UserError("--set needs --card; a resumed run keeps the card stored in its checkpoint");
-    }
+    card = resumed_run_card(config, options.card, options.overrides, options.seed, file);
     progress = checkpoint->progress;
   } else {
     if (!options.model) throw UserError("--model is required (expected one of: mlp, lenet)");
@@ -355,12 +289,8 @@ EvalReport evaluate_checkpoint(const EvalOptions& options) {
 
   // The evaluation phases run the full tile simulation whatever the method was; the training-only
   // checks of a method (e.g. the effective-matrix solver of ste/effective) do not apply here.
-  training::AnalogOptions analog;
-  analog.method = training::TrainingMethod::ideal;
-  analog.train_read_time_s = checkpoint.config.train_read_time_s;
-  analog.calibration_target =
-      training::calibration_target_for(training::parse_training_method(checkpoint.config.method));
-  training::AnalogLayerFactory factory(card, devices::builtin_devices(), analog);
+  const std::unique_ptr<training::AnalogLayerFactory> factory_owner = make_evaluation_factory(card, checkpoint.config);
+  training::AnalogLayerFactory& factory = *factory_owner;
   core::RandomStream init = model_init_stream(checkpoint.config.seed);
   const std::unique_ptr<training::Sequential> model = models::make_model(checkpoint.config.model, factory, init);
   training::load_model(checkpoint, *model);

@@ -1,0 +1,71 @@
+// Shared parts of the training commands; see run_support.hpp.
+#include "tools/run_support.hpp"
+
+#include "devices/registry.hpp"
+#include "tools/simulate.hpp"
+
+namespace xbar::tools {
+
+core::Card load_card_with_seed(const std::filesystem::path& file, const std::vector<std::string>& overrides,
+                               const std::optional<std::uint64_t>& seed) {
+  return load_card_for_cli(file, overrides, seed ? std::to_string(*seed) : std::string());
+}
+
+core::Card resumed_run_card(const training::RunConfig& config, const std::filesystem::path& card,
+                            const std::vector<std::string>& overrides, const std::optional<std::uint64_t>& seed,
+                            const std::filesystem::path& file) {
+  const auto& registry = devices::builtin_devices();
+  core::Card stored =
+      core::load_card_text(config.card_yaml, config.card_path, {}, registry.param_lookup(), registry.names());
+  if (!card.empty()) {
+    const core::Card given = load_card_with_seed(card, overrides, seed);
+    if (given.effective_yaml != config.card_yaml) {
+      throw core::UserError(fmt::format("--card {} differs from the card the run in {} was trained with ({}); a "
+                                        "resumed run keeps its card (omit --card)",
+                                        card.string(), file.string(), config.card_path));
+    }
+  } else if (!overrides.empty()) {
+    throw core::UserError("--set needs --card; a resumed run keeps the card stored in its checkpoint");
+  }
+  return stored;
+}
+
+std::unique_ptr<training::LayerFactory> make_factory(const core::Card& card, const training::RunConfig& config) {
+  const training::TrainingMethod method = training::parse_training_method(config.method);
+  if (method == training::TrainingMethod::ideal) return std::make_unique<training::DigitalLayerFactory>();
+  training::AnalogOptions options;
+  options.method = method;
+  options.ste_backward = training::parse_ste_backward(config.ste_backward);
+  options.train_read_time_s = config.train_read_time_s;
+  return std::make_unique<training::AnalogLayerFactory>(card, devices::builtin_devices(), options);
+}
+
+std::unique_ptr<training::AnalogLayerFactory> make_evaluation_factory(const core::Card& card,
+                                                                      const training::RunConfig& config) {
+  training::AnalogOptions analog;
+  analog.method = training::TrainingMethod::ideal;
+  analog.train_read_time_s = config.train_read_time_s;
+  analog.calibration_target = training::calibration_target_for(training::parse_training_method(config.method));
+  return std::make_unique<training::AnalogLayerFactory>(card, devices::builtin_devices(), analog);
+}
+
+std::vector<Eigen::MatrixXd> copy_buffers(training::Layer& model) {
+  std::vector<Eigen::MatrixXd> copies;
+  for (Eigen::MatrixXd* b : model.buffers()) copies.push_back(*b);
+  return copies;
+}
+
+void restore_buffers(training::Layer& model, const std::vector<Eigen::MatrixXd>& copies) {
+  const std::vector<Eigen::MatrixXd*> buffers = model.buffers();
+  for (std::size_t i = 0; i < buffers.size(); ++i) *buffers[i] = copies[i];
+}
+
+void require_writable_folder(const std::filesystem::path& output) {
+  const std::filesystem::path folder = output.has_parent_path() ? output.parent_path() : std::filesystem::path(".");
+  if (!std::filesystem::is_directory(folder))
+    throw core::UserError(fmt::format("-o {}: the folder {} does not exist", output.string(), folder.string()));
+}
+
+std::string megabytes(double bytes) { return fmt::format("{:.0f} MB", bytes / 1e6); }
+
+}  // namespace xbar::tools
