@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "circuits/cholmod_views.hpp"
 #include "circuits/nodal.hpp"
 #include "core/threading.hpp"
 
@@ -49,36 +50,6 @@ class Workspace {
  private:
   cholmod_common common_;
 };
-
-// CHOLMOD's read-only view of the lower triangle of a compressed symmetric Eigen matrix.
-cholmod_sparse lower_triangle_view(const Eigen::SparseMatrix<double>& a) {
-  cholmod_sparse view{};
-  view.nrow = static_cast<size_t>(a.rows());
-  view.ncol = static_cast<size_t>(a.cols());
-  view.nzmax = static_cast<size_t>(a.nonZeros());
-  view.p = const_cast<int*>(a.outerIndexPtr());
-  view.i = const_cast<int*>(a.innerIndexPtr());
-  view.x = const_cast<double*>(a.valuePtr());
-  view.stype = -1;
-  view.itype = CHOLMOD_INT;
-  view.xtype = CHOLMOD_REAL;
-  view.dtype = CHOLMOD_DOUBLE;
-  view.sorted = 1;
-  view.packed = 1;
-  return view;
-}
-
-cholmod_dense dense_view(Eigen::MatrixXd& b) {
-  cholmod_dense view{};
-  view.nrow = static_cast<size_t>(b.rows());
-  view.ncol = static_cast<size_t>(b.cols());
-  view.nzmax = view.nrow * view.ncol;
-  view.d = view.nrow;
-  view.x = b.data();
-  view.xtype = CHOLMOD_REAL;
-  view.dtype = CHOLMOD_DOUBLE;
-  return view;
-}
 
 // One task's reusable buffers for the chunked solves: its CHOLMOD workspace (a CHOLMOD common is
 // not shared between threads; the factor is, read-only), the solution and cholmod_solve2's

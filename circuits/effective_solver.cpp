@@ -70,6 +70,8 @@
 #include <string>
 #include <vector>
 
+#include "circuits/cholmod_views.hpp"
+
 namespace xbar::circuits {
 namespace {
 
@@ -79,37 +81,6 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 // Largest port count for which the dense P×P port block is considered (8·P² bytes).
 constexpr int kMaxPorts = 16384;
-
-// A CHOLMOD view of a compressed column-major Eigen matrix holding the lower triangle of a
-// symmetric matrix (no copy; CHOLMOD only reads it).
-cholmod_sparse view_lower(const Eigen::SparseMatrix<double>& a) {
-  cholmod_sparse s{};
-  s.nrow = static_cast<size_t>(a.rows());
-  s.ncol = static_cast<size_t>(a.cols());
-  s.nzmax = static_cast<size_t>(a.nonZeros());
-  s.p = const_cast<int*>(a.outerIndexPtr());
-  s.i = const_cast<int*>(a.innerIndexPtr());
-  s.x = const_cast<double*>(a.valuePtr());
-  s.stype = -1;
-  s.itype = CHOLMOD_INT;
-  s.xtype = CHOLMOD_REAL;
-  s.dtype = CHOLMOD_DOUBLE;
-  s.sorted = 1;
-  s.packed = 1;
-  return s;
-}
-
-cholmod_dense view_dense(Eigen::MatrixXd& b) {
-  cholmod_dense d{};
-  d.nrow = static_cast<size_t>(b.rows());
-  d.ncol = static_cast<size_t>(b.cols());
-  d.nzmax = d.nrow * d.ncol;
-  d.d = d.nrow;
-  d.x = b.data();
-  d.xtype = CHOLMOD_REAL;
-  d.dtype = CHOLMOD_DOUBLE;
-  return d;
-}
 
 // Owns a CHOLMOD factor (freed with the common it was made with).
 class Factor {
@@ -463,7 +434,7 @@ std::vector<int> EffectiveSolver::Impl::interior_order() const {
 Factor EffectiveSolver::Impl::analyse_ports(double& flops) {
   std::vector<int> order = interior_order();
   order.insert(order.end(), ports.begin(), ports.end());
-  cholmod_sparse view = view_lower(system.matrix());
+  cholmod_sparse view = lower_triangle_view(system.matrix());
   const int saved_nmethods = common.nmethods, saved_ordering = common.method[0].ordering;
   const int saved_postorder = common.postorder, saved_supernodal = common.supernodal;
   common.nmethods = 1;
@@ -488,7 +459,7 @@ Factor EffectiveSolver::Impl::analyse_ports(double& flops) {
 Factor EffectiveSolver::Impl::analyse_plain(double& cost) {
   // CHOLMOD's default analysis: postordered, so each component's columns are contiguous; it picks a
   // simplicial LDL' factor when supernodes would be tiny (e.g. independent chains).
-  cholmod_sparse view = view_lower(system.matrix());
+  cholmod_sparse view = lower_triangle_view(system.matrix());
   Factor l(cholmod_analyze(&view, &common), &common);
   cost = common.fl;
   if (!l) return Factor();
@@ -578,7 +549,7 @@ Factor EffectiveSolver::Impl::analyse_plain(double& cost) {
 }
 
 bool EffectiveSolver::Impl::factorize() {
-  cholmod_sparse view = view_lower(system.matrix());
+  cholmod_sparse view = lower_triangle_view(system.matrix());
   cholmod_factorize(&view, factor.get(), &common);
   if (common.status == CHOLMOD_NOT_POSDEF || factor->minor < factor->n) {
     state.status = core::SolveStatus::singular;
@@ -595,7 +566,7 @@ bool EffectiveSolver::Impl::factorize() {
 
 Eigen::MatrixXd EffectiveSolver::Impl::solve_nodes(const Eigen::MatrixXd& b) {
   Eigen::MatrixXd rhs = b;
-  cholmod_dense view = view_dense(rhs);
+  cholmod_dense view = dense_view(rhs);
   cholmod_dense* x = cholmod_solve(CHOLMOD_A, factor.get(), &view, &common);
   if (!x) return Eigen::MatrixXd::Constant(b.rows(), b.cols(), std::numeric_limits<double>::quiet_NaN());
   struct Free {
