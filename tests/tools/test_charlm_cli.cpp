@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -16,12 +15,11 @@
 
 #include "core/random.hpp"
 #include "core/trace.hpp"
-#include "tests/support/files.hpp"
+#include "tests/support/cli.hpp"
 
 namespace fs = std::filesystem;
 using testing::HasSubstr;
 using xbar::testing_support::Outcome;
-using xbar::testing_support::run_command;
 
 namespace {
 
@@ -47,23 +45,14 @@ void write_corpus(const fs::path& folder) {
   }
 }
 
-class CharLmCli : public xbar::testing_support::TempDirTest {
+class CharLmCli : public xbar::testing_support::XbarCliTest {
  protected:
   void SetUp() override {
-    TempDirTest::SetUp();
+    XbarCliTest::SetUp();
     corpus_ = dir_ / "corpus";
     write_corpus(corpus_);
-    setenv("XBAR_BROWN_DIR", corpus_.c_str(), 1);
+    set_environment("XBAR_BROWN_DIR", corpus_);
   }
-  void TearDown() override {
-    unsetenv("XBAR_BROWN_DIR");
-    TempDirTest::TearDown();
-  }
-
-  Outcome xbar(const std::string& args) const {
-    return run_command(XBAR_EXECUTABLE, args, XBAR_SOURCE_DIR, dir_ / "stdout.txt", dir_ / "stderr.txt");
-  }
-  std::string out(const std::string& name) const { return "'" + (dir_ / name).string() + "'"; }
 
   fs::path corpus_;
 };
@@ -82,26 +71,11 @@ const std::string kExactCard =
     " --card cards/ideal.yaml --set solver.method=effective --set tile.wires.r_wl_segment=0 "
     "--set tile.wires.r_bl_segment=0";
 
-std::vector<std::pair<std::string, Eigen::MatrixXd>> state_of(const fs::path& file) {
-  const xbar::core::TraceReader trace(file);
-  std::vector<std::pair<std::string, Eigen::MatrixXd>> state;
-  for (const std::string& group : {"/parameters", "/buffers"})
-    if (trace.exists(group))
-      for (const std::string& name : trace.list(group)) state.emplace_back(name, trace.read_matrix(group + ("/" + name)));
-  for (const std::string& group : trace.list("/optimizer"))
-    for (const std::string& name : trace.list("/optimizer/" + group))
-      state.emplace_back(group + "/" + name, trace.read_matrix("/optimizer/" + group + "/" + name));
-  return state;
-}
-
+// The parameters, buffers, optimizer state and step count of two checkpoints are equal bit for bit.
 void expect_same_state(const fs::path& a, const fs::path& b) {
-  const auto sa = state_of(a), sb = state_of(b);
-  ASSERT_EQ(sa.size(), sb.size());
-  ASSERT_GE(sa.size(), 3u * 20u);  // 20 parameters of a 1-block model and Adam's two moments of each
-  for (std::size_t i = 0; i < sa.size(); ++i) {
-    EXPECT_EQ(sa[i].first, sb[i].first);
-    EXPECT_TRUE(sa[i].second == sb[i].second) << sa[i].first << " differs";
-  }
+  // 20 parameters of a 1-block model and Adam's two moments of each
+  ASSERT_NO_FATAL_FAILURE(
+      xbar::testing_support::expect_same_checkpoint_state(a, b, {"/parameters", "/buffers"}, 3u * 20u));
   EXPECT_EQ(xbar::core::TraceReader(a).attribute_int("/", "global_step"),
             xbar::core::TraceReader(b).attribute_int("/", "global_step"));
 }
@@ -286,7 +260,7 @@ TEST_F(CharLmCli, MistakesAreUserErrorsThatLeaveNoFile) {
     EXPECT_FALSE(fs::exists(dir_ / "a.h5")) << c.args;
   }
   // A missing corpus: the folder and how to fetch it.
-  setenv("XBAR_BROWN_DIR", (dir_ / "nowhere").c_str(), 1);
+  set_environment("XBAR_BROWN_DIR", dir_ / "nowhere");
   const Outcome no_data = xbar(kIdealRun + " --steps 2 -o " + out("a.h5"));
   EXPECT_EQ(no_data.exit_code, 2);
   EXPECT_THAT(no_data.err, HasSubstr("nowhere"));

@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -15,12 +14,11 @@
 
 #include "core/random.hpp"
 #include "core/trace.hpp"
-#include "tests/support/files.hpp"
+#include "tests/support/cli.hpp"
 
 namespace fs = std::filesystem;
 using testing::HasSubstr;
 using xbar::testing_support::Outcome;
-using xbar::testing_support::run_command;
 
 namespace {
 
@@ -52,26 +50,16 @@ void write_split(const fs::path& folder, const std::string& prefix, int count, s
   std::ofstream(folder / (prefix + "-labels-idx1-ubyte"), std::ios::binary) << labels;
 }
 
-class TrainCli : public xbar::testing_support::TempDirTest {
+class TrainCli : public xbar::testing_support::XbarCliTest {
  protected:
   void SetUp() override {
-    TempDirTest::SetUp();
+    XbarCliTest::SetUp();
     data_ = dir_ / "idx";
     fs::create_directories(data_);
     write_split(data_, "train", 300, 1);
     write_split(data_, "t10k", 100, 2);
-    setenv("XBAR_FASHION_MNIST_DIR", data_.c_str(), 1);
+    set_environment("XBAR_FASHION_MNIST_DIR", data_);
   }
-  void TearDown() override {
-    unsetenv("XBAR_FASHION_MNIST_DIR");
-    TempDirTest::TearDown();
-  }
-
-  // Runs `xbar ARGS` from the repository root.
-  Outcome xbar(const std::string& args) const {
-    return run_command(XBAR_EXECUTABLE, args, XBAR_SOURCE_DIR, dir_ / "stdout.txt", dir_ / "stderr.txt");
-  }
-  std::string out(const std::string& name) const { return "'" + (dir_ / name).string() + "'"; }
 
   fs::path data_;
 };
@@ -80,25 +68,10 @@ class TrainCli : public xbar::testing_support::TempDirTest {
 const std::string kAnalogCard = "--card cards/ideal.yaml --set solver.method=effective";
 const std::string kDigitalRun = "train --card cards/ideal.yaml --model mlp --test-limit 50 --batch 64";
 
-// Every dataset under /parameters and /optimizer, read back.
-std::vector<std::pair<std::string, Eigen::MatrixXd>> state_of(const fs::path& file) {
-  const xbar::core::TraceReader trace(file);
-  std::vector<std::pair<std::string, Eigen::MatrixXd>> state;
-  for (const std::string& name : trace.list("/parameters")) state.emplace_back(name, trace.read_matrix("/parameters/" + name));
-  for (const std::string& group : trace.list("/optimizer"))
-    for (const std::string& name : trace.list("/optimizer/" + group))
-      state.emplace_back(group + "/" + name, trace.read_matrix("/optimizer/" + group + "/" + name));
-  return state;
-}
-
+// The parameters and the optimizer state of two checkpoints are equal bit for bit.
 void expect_same_state(const fs::path& a, const fs::path& b) {
-  const auto sa = state_of(a), sb = state_of(b);
-  ASSERT_EQ(sa.size(), sb.size());
-  ASSERT_GE(sa.size(), 18u);  // 6 or 8 parameters and Adam's two moments of each
-  for (std::size_t i = 0; i < sa.size(); ++i) {
-    EXPECT_EQ(sa[i].first, sb[i].first);
-    EXPECT_TRUE(sa[i].second == sb[i].second) << sa[i].first << " differs";
-  }
+  // 6 or 8 parameters and Adam's two moments of each
+  xbar::testing_support::expect_same_checkpoint_state(a, b, {"/parameters"}, 18u);
 }
 
 }  // namespace
@@ -214,7 +187,7 @@ TEST_F(TrainCli, MistakesAreUserErrorsThatLeaveNoFile) {
     EXPECT_FALSE(fs::exists(dir_ / "a.h5")) << c.args;
   }
   // Missing data: the loader's message, naming the folder and how to install the data.
-  setenv("XBAR_FASHION_MNIST_DIR", (dir_ / "nowhere").c_str(), 1);
+  set_environment("XBAR_FASHION_MNIST_DIR", dir_ / "nowhere");
   const Outcome no_data = xbar(kDigitalRun + " -o " + out("a.h5"));
   EXPECT_EQ(no_data.exit_code, 2);
   EXPECT_THAT(no_data.err, HasSubstr("nowhere"));
