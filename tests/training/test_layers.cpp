@@ -16,6 +16,7 @@
 #include <tbb/global_control.h>
 
 #include "core/random.hpp"
+#include "tests/support/gradients.hpp"
 
 namespace xbar::training {
 namespace {
@@ -23,75 +24,11 @@ namespace {
 using Eigen::Index;
 using Eigen::MatrixXd;
 
-MatrixXd random_matrix(Index rows, Index cols, core::RandomStream& rng, double stddev = 1.0) {
-  MatrixXd m(rows, cols);
-  for (Index i = 0; i < m.size(); ++i) m.data()[i] = rng.normal(0.0, stddev);
-  return m;
-}
-
-// ‖a − b‖ / max(‖a‖, ‖b‖): the relative error of a whole gradient.
-double relative_error(const MatrixXd& a, const MatrixXd& b) {
-  const double scale = std::max(a.norm(), b.norm());
-  return scale == 0.0 ? 0.0 : (a - b).norm() / scale;
-}
-
-// Scalar test loss L(y) = Σ R∘y, so that dL/dy = R.
-double probe_loss(Layer& layer, const MatrixXd& x, const MatrixXd& r) {
-  return r.cwiseProduct(layer.forward(x)).sum();
-}
-
-struct GradCheck {
-  double input = 0.0;           // relative error of dL/dx
-  std::vector<double> params;   // relative error of each parameter's gradient
-  double max_error() const {
-    double e = input;
-    for (double p : params) e = std::max(e, p);
-    return e;
-  }
-};
-
-// Compares layer.backward with central differences (step h) of L = Σ R∘forward(x), R random.
-GradCheck gradient_check(Layer& layer, MatrixXd x, core::RandomStream& rng, double h = 1e-6) {
-  const MatrixXd r = random_matrix(layer.forward(x).rows(), x.cols(), rng);
-  layer.zero_grad();
-  layer.forward(x);
-  const MatrixXd dx = layer.backward(r);
-  std::vector<MatrixXd> grads;
-  for (MatrixXd* g : layer.gradients()) grads.push_back(*g);
-
-  GradCheck out;
-  MatrixXd num_dx(x.rows(), x.cols());
-  for (Index i = 0; i < x.size(); ++i) {
-    const double keep = x.data()[i];
-    x.data()[i] = keep + h;
-    const double lp = probe_loss(layer, x, r);
-    x.data()[i] = keep - h;
-    const double lm = probe_loss(layer, x, r);
-    x.data()[i] = keep;
-    num_dx.data()[i] = (lp - lm) / (2 * h);
-  }
-  EXPECT_GT(dx.norm(), 0.0) << layer.name() << ": input gradient is identically zero";
-  out.input = relative_error(dx, num_dx);
-
-  const std::vector<MatrixXd*> params = layer.parameters();
-  EXPECT_EQ(params.size(), grads.size());
-  for (std::size_t k = 0; k < params.size(); ++k) {
-    MatrixXd& p = *params[k];
-    MatrixXd num(p.rows(), p.cols());
-    for (Index i = 0; i < p.size(); ++i) {
-      const double keep = p.data()[i];
-      p.data()[i] = keep + h;
-      const double lp = probe_loss(layer, x, r);
-      p.data()[i] = keep - h;
-      const double lm = probe_loss(layer, x, r);
-      p.data()[i] = keep;
-      num.data()[i] = (lp - lm) / (2 * h);
-    }
-    EXPECT_GT(grads[k].norm(), 0.0) << layer.name() << ": gradient of parameter " << k << " is zero";
-    out.params.push_back(relative_error(grads[k], num));
-  }
-  return out;
-}
+using testing_support::central_differences;
+using testing_support::gradient_check;
+using testing_support::GradCheck;
+using testing_support::random_matrix;
+using testing_support::relative_error;
 
 constexpr double kTol = 1e-6;
 
@@ -495,17 +432,7 @@ TEST(SoftmaxCrossEntropy, GradientMatchesFiniteDifferences) {
   MatrixXd z = random_matrix(5, 4, rng, 2.0);
   const std::vector<int> labels = {0, 3, 4, 3};
   const LossResult r = softmax_cross_entropy(z, labels);
-  const double h = 1e-6;
-  MatrixXd num(z.rows(), z.cols());
-  for (Index i = 0; i < z.size(); ++i) {
-    const double keep = z.data()[i];
-    z.data()[i] = keep + h;
-    const double lp = softmax_cross_entropy(z, labels).loss;
-    z.data()[i] = keep - h;
-    const double lm = softmax_cross_entropy(z, labels).loss;
-    z.data()[i] = keep;
-    num.data()[i] = (lp - lm) / (2 * h);
-  }
+  const MatrixXd num = central_differences(z, [&] { return softmax_cross_entropy(z, labels).loss; }, 1e-6);
   EXPECT_LT(relative_error(r.grad, num), kTol);
   EXPECT_LT(r.grad.colwise().sum().norm(), 1e-15);  // softmax − onehot sums to zero
 }
@@ -569,7 +496,7 @@ TEST(Sequential, LeNetEndToEndGradientCheck) {
   Sequential net = lenet(rng);
   MatrixXd x = random_matrix(144, 3, rng);
   const std::vector<int> labels = {4, 0, 2};
-  auto loss = [&](const MatrixXd& input) { return softmax_cross_entropy(net.forward(input), labels).loss; };
+  auto loss = [&] { return softmax_cross_entropy(net.forward(x), labels).loss; };
 
   net.zero_grad();
   const MatrixXd dx = net.backward(softmax_cross_entropy(net.forward(x), labels).grad);
@@ -577,32 +504,13 @@ TEST(Sequential, LeNetEndToEndGradientCheck) {
   for (MatrixXd* g : net.gradients()) grads.push_back(*g);
 
   const double h = 1e-6;
-  MatrixXd num_dx(x.rows(), x.cols());
-  for (Index i = 0; i < x.size(); ++i) {
-    const double keep = x.data()[i];
-    x.data()[i] = keep + h;
-    const double lp = loss(x);
-    x.data()[i] = keep - h;
-    const double lm = loss(x);
-    x.data()[i] = keep;
-    num_dx.data()[i] = (lp - lm) / (2 * h);
-  }
+  const MatrixXd num_dx = central_differences(x, loss, h);
   ASSERT_GT(dx.norm(), 0.0);
   EXPECT_LT(relative_error(dx, num_dx), kTol);
 
   const auto params = net.parameters();
   for (std::size_t k = 0; k < params.size(); ++k) {
-    MatrixXd& p = *params[k];
-    MatrixXd num(p.rows(), p.cols());
-    for (Index i = 0; i < p.size(); ++i) {
-      const double keep = p.data()[i];
-      p.data()[i] = keep + h;
-      const double lp = loss(x);
-      p.data()[i] = keep - h;
-      const double lm = loss(x);
-      p.data()[i] = keep;
-      num.data()[i] = (lp - lm) / (2 * h);
-    }
+    const MatrixXd num = central_differences(*params[k], loss, h);
     ASSERT_GT(grads[k].norm(), 0.0) << "parameter " << k;
     EXPECT_LT(relative_error(grads[k], num), kTol) << "parameter " << k;
   }

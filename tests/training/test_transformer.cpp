@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/random.hpp"
+#include "tests/support/gradients.hpp"
 #include "training/network.hpp"
 #include "training/optim.hpp"
 
@@ -26,83 +27,18 @@ namespace {
 using Eigen::Index;
 using Eigen::MatrixXd;
 
-MatrixXd random_matrix(Index rows, Index cols, core::RandomStream& rng, double stddev = 1.0) {
-  MatrixXd m(rows, cols);
-  for (Index i = 0; i < m.size(); ++i) m.data()[i] = rng.normal(0.0, stddev);
-  return m;
-}
+using testing_support::central_differences;
+using testing_support::GradCheck;
+using testing_support::random_matrix;
+using testing_support::relative_error;
 
-double relative_error(const MatrixXd& a, const MatrixXd& b) {
-  const double scale = std::max(a.norm(), b.norm());
-  return scale == 0.0 ? 0.0 : (a - b).norm() / scale;
-}
-
-// Worst relative errors of a gradient check, printed so a run shows how close they are.
-struct GradCheck {
-  double input = 0.0;
-  std::vector<double> params;
-  double max_error() const {
-    double e = input;
-    for (double p : params) e = std::max(e, p);
-    return e;
-  }
-};
-
-// Compares backward with central differences (step h) of L = Σ R∘forward(x), R random.
-// `check_input` false for layers whose input is ids (not differentiable). Parameters listed in
-// `zero_gradient` must have a zero gradient (both ways, to rounding) instead: the key bias of
-// attention adds k_s·b = b·q_t to every score of query t, which the softmax cancels.
-GradCheck gradient_check(Layer& layer, MatrixXd x, core::RandomStream& rng, bool check_input = true,
+// The shared gradient check (tests/support/gradients.hpp), its worst relative error printed so
+// that a run shows how close it is, and every error expected below 1e-6. `zero_gradient` lists the
+// attention key biases: the key bias of attention adds k_s·b = b·q_t to every score of query t,
+// which the softmax cancels.
+GradCheck gradient_check(Layer& layer, const MatrixXd& x, core::RandomStream& rng, bool check_input = true,
                          const std::set<std::size_t>& zero_gradient = {}, double h = 1e-6) {
-  auto loss = [&](const MatrixXd& in, const MatrixXd& r) { return r.cwiseProduct(layer.forward(in)).sum(); };
-  const MatrixXd y = layer.forward(x);
-  const MatrixXd r = random_matrix(y.rows(), y.cols(), rng);
-  layer.zero_grad();
-  layer.forward(x);
-  const MatrixXd dx = layer.backward(r);
-  std::vector<MatrixXd> grads;
-  for (MatrixXd* g : layer.gradients()) grads.push_back(*g);
-
-  GradCheck out;
-  if (check_input) {
-    MatrixXd num(x.rows(), x.cols());
-    for (Index i = 0; i < x.size(); ++i) {
-      const double keep = x.data()[i];
-      x.data()[i] = keep + h;
-      const double lp = loss(x, r);
-      x.data()[i] = keep - h;
-      const double lm = loss(x, r);
-      x.data()[i] = keep;
-      num.data()[i] = (lp - lm) / (2 * h);
-    }
-    EXPECT_GT(dx.norm(), 0.0) << layer.name() << ": input gradient is identically zero";
-    out.input = relative_error(dx, num);
-  }
-  const std::vector<MatrixXd*> params = layer.parameters();
-  EXPECT_EQ(params.size(), grads.size());
-  for (std::size_t k = 0; k < params.size(); ++k) {
-    MatrixXd& p = *params[k];
-    EXPECT_EQ(p.rows(), grads[k].rows());
-    EXPECT_EQ(p.cols(), grads[k].cols());
-    MatrixXd num(p.rows(), p.cols());
-    for (Index i = 0; i < p.size(); ++i) {
-      const double keep = p.data()[i];
-      p.data()[i] = keep + h;
-      const double lp = loss(x, r);
-      p.data()[i] = keep - h;
-      const double lm = loss(x, r);
-      p.data()[i] = keep;
-      num.data()[i] = (lp - lm) / (2 * h);
-    }
-    if (zero_gradient.count(k)) {
-      EXPECT_LT(grads[k].norm(), 1e-12) << layer.name() << ": parameter " << k << " must have no gradient";
-      EXPECT_LT(num.norm(), 1e-7) << layer.name() << ": parameter " << k << " changes the loss";
-      out.params.push_back(0.0);
-      continue;
-    }
-    EXPECT_GT(grads[k].norm(), 0.0) << layer.name() << ": gradient of parameter " << k << " is zero";
-    out.params.push_back(relative_error(grads[k], num));
-  }
+  const GradCheck out = testing_support::gradient_check(layer, x, rng, check_input, zero_gradient, h);
   std::printf("[ GRADCHK  ] %-50s worst relative error %.2e\n", layer.name().c_str(), out.max_error());
   EXPECT_LT(out.input, 1e-6) << layer.name() << ": input gradient";
   for (std::size_t k = 0; k < out.params.size(); ++k) {
@@ -370,17 +306,8 @@ TEST(CharTransformer, CrossEntropyGradientMatchesFiniteDifferences) {
       EXPECT_LT(grads[k]->norm(), 1e-12);
       continue;
     }
-    MatrixXd num(params[k]->rows(), params[k]->cols());
-    for (Index i = 0; i < params[k]->size(); ++i) {
-      double& w = params[k]->data()[i];
-      const double keep = w;
-      w = keep + h;
-      const double lp = softmax_cross_entropy(model.forward(ids), targets).loss;
-      w = keep - h;
-      const double lm = softmax_cross_entropy(model.forward(ids), targets).loss;
-      w = keep;
-      num.data()[i] = (lp - lm) / (2 * h);
-    }
+    const MatrixXd num =
+        central_differences(*params[k], [&] { return softmax_cross_entropy(model.forward(ids), targets).loss; }, h);
     worst = std::max(worst, relative_error(*grads[k], num));
   }
   std::printf("[ GRADCHK  ] CharTransformer cross-entropy, worst relative error %.2e\n", worst);
