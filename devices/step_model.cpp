@@ -29,8 +29,25 @@
 // off (the card's default).
 // Pulse amplitude and width are not modelled: any positive voltage is one SET pulse, any negative
 // one a RESET pulse, a zero voltage does nothing and draws nothing.
+// Window drift. A cycled device's window moves: the turning points of the measured TaOx ramps
+// climb from cycle to cycle (fitting split: the bottom by 1.17 µS per cycle, the top by 0.62 µS),
+// and at the same pulse count of a ramp the conductance climbs by about 1.2 µS per cycle over the
+// lower two thirds of the window and by 0.7-0.9 µS near the top, where the steps (SET and RESET)
+// shrink by about 0.2 % per cycle while those in the lower part keep their size. The model: a
+// device at cycle c is the reference device (cycle 0) seen through the map of the reference
+// window onto the window of cycle c that moves a reference conductance at window fraction x by
+// c (low + (high − low) x²) (WindowMap in the header): the bottom shifts rigidly (no stretch at
+// x = 0) and the window stretches or compresses progressively towards the top (local stretch
+// 1 + 2 c (high − low) x / W). At conductance G it steps as the reference device at the reference
+// conductance G_ref, the step (mean and spread) times the local stretch at G_ref, clamped to the
+// window of cycle c; its read noise is the table's at G_ref times the stretch. Why this form: an
+// affine map (uniform stretch) shrinks the steps at the bottom as much as at the top, against the
+// data, and scores lower on the fitting ramps (2 Δln L 23 against none, the quadratic 32, at the
+// same turning-point drifts); a pure shift cannot move the top and the bottom differently. The
+// drift replaces the cycle ageing on the TaOx ramps (with it, the ageing terms are no longer
+// significant). window_drift_low = window_drift_high = 0 turns it off (the card's default).
 // CellState: [0] G, [1] d_up, [2] d_down, [3] direction of the last pulse (+1, −1, 0 when fresh),
-// [4] pulses in that direction since the last reversal.
+// [4] pulses in that direction since the last reversal, [5] the device's cycle (window drift).
 // Read noise. G is the device's hidden state; a read measures it with noise:
 //   read_k = G_k + σ_read(G_k) · N(0, 1), independent for every read, the state unchanged,
 // σ_read a piecewise-linear table over g_nodes (empty or all 0: no read noise; the card's
@@ -64,9 +81,27 @@
 // verify reads keep write_verify.read_noise_rel (write_verify.cpp reads the hidden state), not
 // the model's read noise. Tile reads (read_conductance) return the programmed conductance plus
 // fresh read noise per cell and read (row-major draws from the read's stream, clamped at 0 S); the
-// model has no drift.
+// model has no conductance drift over time. A tile is programmed at the card's device.cycle: its
+// cells start at the bottom of that cycle's window (the targets themselves are the mapping's, so a
+// drifted window that no longer covers [g_min, g_max] leaves some cells short of their target).
 //
 // FIT (fit_step_model), each direction on its own ramps (SET ramps: up tables, RESET: down):
+//  (0) Window drift, when every direction has ramps at 3 or more distinct cycles (ids). Estimate:
+//      the turning points of a ramp experiment are the window's ends (each ramp runs from near one
+//      end to near the other), so the drift of the bottom is the least-squares slope over the
+//      cycles of the SET ramps' first reads and the RESET ramps' last reads (one intercept each,
+//      a common slope), that of the top the same of the RESET ramps' first and the SET ramps' last
+//      reads; low and high of the map then follow from those two drifts at the observed extremes
+//      lo and hi (the window is [lo, hi] widened as in (7)). Test: the negative log-likelihood of
+//      the steps of both directions with the drift (ramps mapped to the reference frame, tables
+//      and factors fitted with the ageing trend, the reversal transient and the glitch marks of the
+//      fit without drift, plus the factors' random-effects term of (4b) and the map's Jacobian,
+//      Σ ln stretch over the steps) must beat the same without drift by more than χ²₂ at p = 0.001
+//      (2 Δ ln L > 13.8); then (1)-(8) run on the ramps in the reference frame. The estimate is not
+//      the likelihood's maximum (that surface is rugged: states cross bin edges as the drift
+//      changes), so the test is conservative. TaOx fitting split: 2 Δ ln L = 32; synthetic ramps
+//      without drift keep none, with a known drift recover it (tests). The Gong et al. pulse
+//      response, one pulse train cut into segments, keeps none.
 //  (1) Steps. Per ramp k, the steps dG_i = g[i+1] − g[i] (differences of reads), with n = i: a
 //      pulse-ramp experiment alternates SET and RESET ramps, so every ramp starts right after a
 //      reversal and its i-th step is the i-th pulse since that reversal. The state a step starts
@@ -140,7 +175,8 @@
 //      near the same conductance (an exponential over the whole ramp trades off against the
 //      tables along a flat ridge of the likelihood); the transient is meant for the first pulses
 //      after a reversal and the tables for the rest.
-//  (7) Bounds: the observed range widened by 5 % of itself on each side. Ramps end where the
+//  (7) Bounds: the observed range (of the measured ramps, before the map of (0)) widened by 5 % of
+//      itself on each side. Ramps end where the
 //      measurement stopped, not where the device saturates (in the TaOx data the steps are still
 //      large at both ends), and the turning points drift from cycle to cycle (by 1-1.5 uS per
 //      cycle in the fitting split), so clamping at the observed extremes would distort ramps that
@@ -227,6 +263,7 @@ double interpolate(const std::vector<double>& nodes, const std::vector<double>& 
 
 double transient_factor(double depth, double decay, int n) { return 1.0 - depth * std::exp(-n / decay); }
 
+
 void check_params(const StepModelParams& p) {
   auto fail = [](const std::string& what) { throw core::UserError("step model: " + what); };
   if (!std::isfinite(p.g_min) || !std::isfinite(p.g_max) || !(p.g_max > p.g_min))
@@ -262,7 +299,8 @@ void check_params(const StepModelParams& p) {
       fail(fmt::format("{}_reversal_decay: expected > 0 pulses, got {:g}", name, decay));
   }
   for (const auto& [name, value] : {std::pair{"up_ageing", p.up_ageing}, std::pair{"down_ageing", p.down_ageing},
-                                    std::pair{"cycle", p.cycle}})
+                                    std::pair{"cycle", p.cycle}, std::pair{"window_drift_low", p.window_drift_low},
+                                    std::pair{"window_drift_high", p.window_drift_high}})
     if (!std::isfinite(value)) fail(fmt::format("{}: expected a finite value, got {:g}", name, value));
   if (!(p.d2d_sigma_up >= 0) || !(p.d2d_sigma_down >= 0))
     fail(fmt::format("expected d2d sigmas >= 0, got {:g} (up), {:g} (down)", p.d2d_sigma_up, p.d2d_sigma_down));
@@ -544,11 +582,10 @@ double predicted_step(const Problem& pb, const DirectionFit& fit, std::size_t id
          (fit.mean[s.bin] + fit.tilt[s.bin] * (s.g - pb.centre[s.bin]));
 }
 
-// Steps (1) to (6) of the method above for one direction, with the ageing trend of (4b) fitted
-// when `trend` and the read noise `read_sd` (per bin, S; empty for none) in the factors' sampling
-// variances.
-DirectionResult fit_direction_with(const std::vector<Ramp>& ramps, const char* name, double lo, double hi, int bins,
-                                   bool trend, const std::vector<double>& read_sd) {
+// (1)-(2) One direction's steps in `bins` bins over [lo, hi], every step an inlier; the read noise
+// `read_sd` (per bin, S; empty for none) for the factors' sampling variances.
+Problem make_problem(const std::vector<Ramp>& ramps, const char* name, double lo, double hi, int bins,
+                     const std::vector<double>& read_sd) {
   const double width = (hi - lo) / bins;
   auto bin_of = [&](double g) { return std::clamp(static_cast<int>((g - lo) / width), 0, bins - 1); };
   Problem pb;
@@ -580,13 +617,27 @@ DirectionResult fit_direction_with(const std::vector<Ramp>& ramps, const char* n
           "fit_step_model: {} {} step(s) start in conductance bin {} of {} ([{:g}, {:g}]); at least {} per bin are "
           "needed: use fewer bins",
           pb.in_bin[b].size(), name, b + 1, bins, lo + b * width, lo + (b + 1) * width, kMinStepsPerBin));
+  return pb;
+}
 
+// The starting point of a direction's fit: no transient, every factor 1.
+DirectionFit fresh_fit(int bins, std::size_t ramps, bool trend) {
   DirectionFit fit;
   fit.mean.assign(bins, 0);
   fit.tilt.assign(bins, 0);
   fit.spread.assign(bins, 0);
-  fit.factor.assign(ramps.size(), 1.0);
+  fit.factor.assign(ramps, 1.0);
   fit.trend = trend;
+  return fit;
+}
+
+// Steps (1) to (6) of the method above for one direction, with the ageing trend of (4b) fitted
+// when `trend` and the read noise `read_sd` (per bin, S; empty for none) in the factors' sampling
+// variances.
+DirectionResult fit_direction_with(const std::vector<Ramp>& ramps, const char* name, double lo, double hi, int bins,
+                                   bool trend, const std::vector<double>& read_sd) {
+  Problem pb = make_problem(ramps, name, lo, hi, bins, read_sd);
+  DirectionFit fit = fresh_fit(bins, ramps.size(), trend);
 
   // (5) glitches, without a transient: mark and refit until the marks settle.
   for (int round = 0; round < kMaxFitRounds; ++round) {
@@ -745,13 +796,10 @@ double residual_log_likelihood(const Problem& pb, const std::vector<double>& res
   return ll;
 }
 
-}  // namespace
+// ---- (0) window drift ---------------------------------------------------------------------------
 
-StepModelParams fit_step_model(const RampData& data, int bins, StepFitDiagnostics* diagnostics) {
-  if (bins < 1) throw core::UserError(fmt::format("fit_step_model: expected at least 1 bin, got {}", bins));
-  if (data.set.empty() || data.reset.empty())
-    throw core::UserError(fmt::format("fit_step_model: expected SET and RESET ramps, got {} SET and {} RESET ramp(s)",
-                                      data.set.size(), data.reset.size()));
+// The conductance range of every ramp of both directions.
+std::pair<double, double> observed_range(const RampData& data) {
   double lo = std::numeric_limits<double>::infinity(), hi = -lo;
   for (const std::vector<Ramp>* ramps : {&data.set, &data.reset})
     for (const Ramp& ramp : *ramps)
@@ -762,6 +810,125 @@ StepModelParams fit_step_model(const RampData& data, int bins, StepFitDiagnostic
         hi = std::max(hi, g);
       }
   if (!(hi > lo)) throw core::UserError("fit_step_model: the ramps span no conductance range");
+  return {lo, hi};
+}
+
+// A window drift for the fit: the drifts (S per cycle) of the bottom and the top of the window
+// [g_min, g_max], the map of every cycle as in WindowMap.
+struct Drift {
+  double g_min = 0, g_max = 1, low = 0, high = 0;
+  WindowMap at_cycle(double cycle) const { return {g_min, g_max, low, high, cycle}; }
+  double reference(double g, double cycle) const { return at_cycle(cycle).reference(g); }
+};
+
+// The ramps in the reference frame of a drift (a ramp's id is its cycle).
+RampData to_reference_frame(const RampData& data, const Drift& drift) {
+  RampData out = data;
+  for (std::vector<Ramp>* ramps : {&out.set, &out.reset})
+    for (Ramp& ramp : *ramps)
+      for (double& g : ramp.g) g = drift.reference(g, static_cast<double>(ramp.id));
+  return out;
+}
+
+// Least-squares drift over the cycles of turning points: the first reads of the ramps `firsts` and
+// the last reads of the ramps `lasts`, one intercept for each kind of point and a common slope (S
+// per cycle). The bottom of the window: firsts = SET ramps, lasts = RESET ramps; the top: the reverse.
+double turning_point_drift(const std::vector<Ramp>& firsts, const std::vector<Ramp>& lasts) {
+  double sxy = 0, sxx = 0;
+  for (const auto& [ramps, first] : {std::pair{&firsts, true}, std::pair{&lasts, false}}) {
+    double mean_c = 0, mean_g = 0, count = 0;
+    for (const Ramp& r : *ramps)
+      if (!r.g.empty()) mean_c += r.id, mean_g += first ? r.g.front() : r.g.back(), ++count;
+    if (count == 0) continue;
+    mean_c /= count, mean_g /= count;
+    for (const Ramp& r : *ramps)
+      if (!r.g.empty()) {
+        const double dc = r.id - mean_c;
+        sxy += dc * ((first ? r.g.front() : r.g.back()) - mean_g);
+        sxx += dc * dc;
+      }
+  }
+  return sxx > 0 ? sxy / sxx : 0.0;
+}
+
+// The negative log-likelihood of one direction's measured steps under a drift: the ramps taken to
+// the reference frame (`ramps`, binned over [lo, hi]), tables and factors (with the ageing trend)
+// fitted for the transient and on the glitch marks of `at_zero`, the fit without drift (so that
+// both are scored on the same steps; the transient, which shapes the first pulses of every ramp
+// alike, is refitted once the drift is kept), plus the factors' random-effects likelihood of (4b)
+// and the Jacobian of the map: a step is the local stretch of the window times its reference step,
+// so each adds ln stretch (at the step's reference state).
+double drift_nll(const std::vector<Ramp>& ramps, const char* name, double lo, double hi, int bins,
+                 const DirectionResult& at_zero, const Drift& drift) {
+  Problem pb = make_problem(ramps, name, lo, hi, bins, {});
+  pb.inlier = at_zero.problem.inlier;
+  DirectionFit fit = fresh_fit(bins, ramps.size(), true);
+  fit.depth = at_zero.fit.depth;
+  fit.decay = at_zero.fit.decay;
+  double nll = fit_given_transient(pb, fit) - factor_log_likelihood(fit, pb.cycle, true);
+  for (std::size_t id = 0; id < pb.steps.size(); ++id)
+    if (pb.inlier[id]) nll += std::log(drift.at_cycle(pb.cycle[pb.steps[id].ramp]).stretch(pb.steps[id].g));
+  return nll;
+}
+
+// Whether a drift can be told from the rest of the model: every direction has ramps at 3 or more
+// distinct cycles (with fewer, a shift of the cycles trades off against the tables).
+bool drift_identifiable(const RampData& data) {
+  for (const std::vector<Ramp>* ramps : {&data.set, &data.reset}) {
+    std::vector<int> ids;
+    for (const Ramp& ramp : *ramps) ids.push_back(ramp.id);
+    std::sort(ids.begin(), ids.end());
+    if (std::unique(ids.begin(), ids.end()) - ids.begin() < 3) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+StepModelParams fit_step_model(const RampData& measured, int bins, StepFitDiagnostics* diagnostics) {
+  if (bins < 1) throw core::UserError(fmt::format("fit_step_model: expected at least 1 bin, got {}", bins));
+  if (measured.set.empty() || measured.reset.empty())
+    throw core::UserError(fmt::format("fit_step_model: expected SET and RESET ramps, got {} SET and {} RESET ramp(s)",
+                                      measured.set.size(), measured.reset.size()));
+
+  // (0) Window drift from the turning points, kept when the steps' likelihood-ratio test accepts
+  // it (see the top of the file); every later step works in its reference frame.
+  StepFitDiagnostics diag;
+  const auto [lo0, hi0] = observed_range(measured);
+  // (7) The bounds: the observed range widened by a margin on each side (the window of cycle 0 and of
+  // the drift's map).
+  const double margin = kBoundMargin * (hi0 - lo0);
+  const double g_min = lo0 - margin, g_max = hi0 + margin;
+  Drift drift{g_min, g_max, 0, 0};
+  if (drift_identifiable(measured)) {
+    diag.window_drift_tried = true;
+    // The turning points drift by `bottom` at lo0 and `top` at hi0: solve low + (high − low) x² for
+    // the two (x the reference fractions of lo0 and hi0 in the window).
+    const double bottom = turning_point_drift(measured.set, measured.reset);
+    const double top = turning_point_drift(measured.reset, measured.set);
+    const double xb = (lo0 - g_min) / (g_max - g_min), xt = (hi0 - g_min) / (g_max - g_min);
+    const double curvature = (top - bottom) / (xt * xt - xb * xb);
+    const Drift estimate{g_min, g_max, bottom - curvature * xb * xb, bottom - curvature * xb * xb + curvature};
+    diag.drift_low_estimate = bottom;
+    diag.drift_high_estimate = top;
+    const DirectionResult up0 = fit_direction(measured.set, "SET", lo0, hi0, bins, {});
+    const DirectionResult down0 = fit_direction(measured.reset, "RESET", lo0, hi0, bins, {});
+    auto nll = [&](const Drift& d) {  // both directions; +inf where a bin holds too few steps
+      const RampData frame = to_reference_frame(measured, d);
+      const auto [lo, hi] = observed_range(frame);
+      try {
+        return drift_nll(frame.set, "SET", lo, hi, bins, up0, d) +
+               drift_nll(frame.reset, "RESET", lo, hi, bins, down0, d);
+      } catch (const core::UserError&) {
+        return std::numeric_limits<double>::infinity();
+      }
+    };
+    diag.lr_window_drift = 2 * (nll(drift) - nll(estimate));
+    diag.lr_window_drift_threshold = chi2_critical(2);
+    if (diag.lr_window_drift > diag.lr_window_drift_threshold) drift = estimate;
+  }
+  const RampData data = to_reference_frame(measured, drift);
+  const auto [lo, hi] = observed_range(data);
 
   // (1)-(6) without read noise.
   DirectionResult up = fit_direction(data.set, "SET", lo, hi, bins, {});
@@ -769,7 +936,6 @@ StepModelParams fit_step_model(const RampData& data, int bins, StepFitDiagnostic
 
   // (8) Read noise: moment estimates from the residuals' lag-1 products (both directions pooled),
   // then the likelihood-ratio tests none -> constant -> per-bin table.
-  StepFitDiagnostics diag;
   auto estimate = [&](ResidualPairs& pairs) {
     pairs = {};
     collect_pairs(up.problem, step_residuals(up.problem, up.fit), pairs);
@@ -836,9 +1002,8 @@ StepModelParams fit_step_model(const RampData& data, int bins, StepFitDiagnostic
 
   // (7) bounds, and the tables extended to them.
   StepModelParams p;
-  const double margin = kBoundMargin * (hi - lo);
-  p.g_min = lo - margin;
-  p.g_max = hi + margin;
+  p.g_min = g_min;
+  p.g_max = g_max;
   const double width = (hi - lo) / bins;
   p.g_nodes.push_back(p.g_min);
   for (int b = 0; b < bins; ++b) p.g_nodes.push_back(lo + (b + 0.5) * width);
@@ -863,6 +1028,8 @@ StepModelParams fit_step_model(const RampData& data, int bins, StepFitDiagnostic
   p.up_reversal_decay = up.fit.decay;
   p.down_reversal_depth = down.fit.depth;
   p.down_reversal_decay = down.fit.decay;
+  p.window_drift_low = drift.low;
+  p.window_drift_high = drift.high;
   return p;
 }
 
@@ -884,12 +1051,47 @@ CellState StepDevice::initial_state(double g_start, core::RandomStream& rng) con
 
 CellState StepDevice::initial_state_at(double g_start, double cycle, core::RandomStream& rng) const {
   CellState s{};
-  s[0] = std::clamp(g_start, params_.g_min, params_.g_max);
+  const WindowMap window = window_at(cycle);
+  s[0] = std::clamp(g_start, window.bottom(), window.top());
+  s[5] = cycle;
   const double n_up = rng.normal();
   const double n_down = rng.normal();
   s[1] = std::exp(params_.up_ageing * cycle + params_.d2d_sigma_up * n_up);
   s[2] = std::exp(params_.down_ageing * cycle + params_.d2d_sigma_down * n_down);
   return s;
+}
+
+WindowMap::WindowMap(double g_min_, double g_max, double low, double high, double cycle)
+    : g_min(g_min_), width(g_max - g_min_), shift(cycle * low), k(cycle * (high - low) / (g_max - g_min_)) {
+  if (!(1 + 2 * k > 0))  // dG/dG_ref = 1 + 2 k x must stay positive over the window
+    throw core::UserError(fmt::format("step model: the window drift folds the window at cycle {:g} (window_drift_low "
+                                      "{:g} S, window_drift_high {:g} S per cycle)",
+                                      cycle, low, high));
+}
+
+double WindowMap::reference(double g) const {
+  // The root x >= 0 of x + k x² = y, in its cancellation-free form; beyond the parabola's apex
+  // (only outside the window) the apex.
+  const double y = (g - g_min - shift) / width;
+  const double root = 1 + 4 * k * y;
+  return g_min + width * (root > 0 ? 2 * y / (1 + std::sqrt(root)) : 1 / (-2 * k));
+}
+
+WindowMap StepDevice::window_at(double cycle) const {
+  return {params_.g_min, params_.g_max, params_.window_drift_low, params_.window_drift_high, cycle};
+}
+
+double StepDevice::window_bottom(double cycle) const { return window_at(cycle).bottom(); }
+
+double StepDevice::reference_conductance(double g, double cycle) const { return window_at(cycle).reference(g); }
+
+double StepDevice::window_conductance(double g_ref, double cycle) const { return window_at(cycle).conductance(g_ref); }
+
+double StepDevice::read_noise_at(double g, double cycle) const {
+  if (!has_read_noise()) return 0.0;
+  const WindowMap window = window_at(cycle);
+  const double g_ref = window.reference(g);
+  return window.stretch(g_ref) * read_noise_std(g_ref);
 }
 
 double StepDevice::reversal_factor(int n, bool up) const {
@@ -902,10 +1104,14 @@ void StepDevice::apply_pulse(CellState& state, const Pulse& pulse, core::RandomS
   const bool up = pulse.voltage > 0;
   const double direction = up ? 1.0 : -1.0;
   const int n = state[3] == direction ? static_cast<int>(state[4]) : 0;
+  // The reference device's step at the reference conductance, times the window's local stretch
+  // (state[5]: the device's cycle; without drift the map is the identity).
   const double g = state[0];
-  const double dg =
-      (up ? state[1] : state[2]) * reversal_factor(n, up) * mean_step(g, up) + step_spread(g, up) * rng.normal();
-  state[0] = std::clamp(g + dg, params_.g_min, params_.g_max);
+  const WindowMap window = window_at(state[5]);
+  const double g_ref = window.reference(g);
+  const double dg = window.stretch(g_ref) * ((up ? state[1] : state[2]) * reversal_factor(n, up) * mean_step(g_ref, up) +
+                                             step_spread(g_ref, up) * rng.normal());
+  state[0] = std::clamp(g + dg, window.bottom(), window.top());
   state[3] = direction;
   state[4] = n + 1;
 }
@@ -922,7 +1128,7 @@ double StepDevice::read_noise_std(double g) const {
 
 double StepDevice::read(const CellState& state, core::RandomStream& rng) const {
   if (!has_read_noise()) return state[0];
-  return state[0] + read_noise_std(state[0]) * rng.normal();
+  return state[0] + read_noise_at(state[0], state[5]) * rng.normal();
 }
 
 std::vector<std::vector<std::vector<double>>> replay_ramps(const StepDevice& device, const std::vector<Ramp>& ramps,
@@ -953,8 +1159,9 @@ std::vector<std::vector<std::vector<double>>> replay_ramps(const StepDevice& dev
       // posterior of the state given one read, under a flat prior), first simulated read y_0.
       core::RandomStream reads = rng.derive("read", {static_cast<std::uint64_t>(k), static_cast<std::uint64_t>(r)});
       const double y0 = measured.front();
-      const double hidden_start = y0 - device.read_noise_std(y0) * reads.normal();
-      CellState state = device.initial_state_at(hidden_start, static_cast<double>(ramps[k].id), stream);
+      const double cycle = static_cast<double>(ramps[k].id);
+      const double hidden_start = y0 - device.read_noise_at(y0, cycle) * reads.normal();
+      CellState state = device.initial_state_at(hidden_start, cycle, stream);
       g.reserve(measured.size());
       g.push_back(y0);
       for (std::size_t i = 1; i < measured.size(); ++i) {
@@ -981,6 +1188,7 @@ constexpr double kDefaultReversalDepth = 0.0;  // no reversal transient
 constexpr double kDefaultReversalDecay = 3.0;  // pulses (used once a depth is set)
 constexpr double kDefaultAgeing = 0.0;         // no cycle ageing
 constexpr double kDefaultCycle = 0.0;          // programmed at the reference cycle
+constexpr double kDefaultWindowDrift = 0.0;    // no window drift
 const std::vector<double> kDefaultReadNoise = {0.0};  // no read noise
 
 WriteVerifyOptions write_verify_defaults() {
@@ -1036,9 +1244,20 @@ std::vector<core::ParamSpec> step_params() {
                          "Cycle ageing of RESET, in log factor per cycle: median of d_down at exp(down_ageing c); "
                          "0 = off."),
       core::spec::number("cycle", core::spec::yaml(kDefaultCycle), "1", 0, 1e9,
-                         "Cycle at which the tile is programmed, for the cycle ageing: 0 is the reference cycle "
+                         "Cycle at which the tile is programmed, for the cycle ageing and the window drift: 0 is the "
+                         "reference cycle "
                          "the tables describe (of a fitted card: just before the first measured ramp, ramp ids "
                          "counting the cycles). Replays in xbar validate use each ramp's id instead."),
+      core::spec::number("window_drift_low", core::spec::yaml(kDefaultWindowDrift), "1", -1, 1,
+                         "Drift of the window's bottom, in window units per cycle: a device at cycle c has the "
+                         "window [g_min + window_drift_low W c, g_max + window_drift_high W c] (W = g_max - g_min); "
+                         "a reference conductance at window fraction x drifts by (low + (high - low) x^2) W c, so "
+                         "the bottom shifts rigidly and the window stretches or compresses towards the top. The "
+                         "device behaves as the reference device (cycle 0) at the reference conductance, its "
+                         "steps and read noise times the local stretch. 0 = off. Fitted cards count cycles as the "
+                         "measured ramp ids."),
+      core::spec::number("window_drift_high", core::spec::yaml(kDefaultWindowDrift), "1", -1, 1,
+                         "Drift of the window's top, in window units per cycle (see window_drift_low); 0 = off."),
       core::spec::number_list("read_noise_std", yaml_list(kDefaultReadNoise), "1", 0, 1,
                               "Read (measurement) noise: standard deviation of one read, in window units; one value "
                               "for every conductance, or one per node of g_nodes (interpolated like the step "
@@ -1072,7 +1291,8 @@ class StepModelDevice final : public Device {
     out.pulses.resize(rows, cols);
     out.converged.resize(rows, cols);
     Eigen::MatrixXd d_up(rows, cols), d_down(rows, cols);
-    const double g_start = device_.params().g_min;  // the RESET state
+    // The RESET state: the bottom of the window at the card's cycle.
+    const double g_start = device_.window_bottom(device_.params().cycle);
     tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, rows * cols),
                       [&](const tbb::blocked_range<Eigen::Index>& range) {
                         for (Eigen::Index k = range.begin(); k != range.end(); ++k) {
@@ -1096,12 +1316,13 @@ class StepModelDevice final : public Device {
   // at 0 S), none when the model has no read noise.
   Eigen::MatrixXd read_conductance(const ProgrammedArray& state, double, core::RandomStream& rng) const override {
     if (!device_.has_read_noise()) return state.g_programmed;
+    const double cycle = device_.params().cycle;
     const Eigen::Index rows = state.g_programmed.rows(), cols = state.g_programmed.cols();
     Eigen::MatrixXd g(rows, cols);
     for (Eigen::Index i = 0; i < rows; ++i)
       for (Eigen::Index j = 0; j < cols; ++j) {
         const double programmed = state.g_programmed(i, j);
-        g(i, j) = std::max(0.0, programmed + device_.read_noise_std(programmed) * rng.normal());
+        g(i, j) = std::max(0.0, programmed + device_.read_noise_at(programmed, cycle) * rng.normal());
       }
     return g;
   }
@@ -1156,6 +1377,8 @@ StepModelParams step_params_from(const core::DeviceOptions& o) {
   p.up_ageing = o.param("up_ageing");
   p.down_ageing = o.param("down_ageing");
   p.cycle = o.param("cycle");
+  p.window_drift_low = o.param("window_drift_low") * range;
+  p.window_drift_high = o.param("window_drift_high") * range;
   check_params(p);
   return p;
 }

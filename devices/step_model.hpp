@@ -7,7 +7,12 @@
 // device (lognormal, log-std d2d_sigma_dir, median exp(ageing_dir · c) at cycle c: cycle ageing,
 // 0 when off) and r_dir(n) = 1 - depth · exp(-n / decay)
 // a reversal transient: n counts the pulses since the last change of direction (the measured
-// TaOx ramps need it; depth 0 switches it off). A read of the device is a measurement of that
+// TaOx ramps need it; depth 0 switches it off). Window drift: a device at cycle c is the reference
+// device (cycle 0) seen through the affine map of its window [g_min, g_max] onto
+// [g_min + δ_low c, g_max + δ_high c]: the tables are read at the reference conductance and every
+// step, spread and read noise is scaled by the window's relative width (the measured TaOx turning
+// points climb by about 1.2 µS per cycle at the bottom and 0.9 µS at the top while the steps at the
+// same pulse count stay put; δ = 0 switches it off). A read of the device is a measurement of that
 // hidden state with read noise: read_k = G_k + n_k, n_k ~ N(0, σ_read(G_k)²), independent per read
 // (σ_read a piecewise-linear table over the same nodes, empty = no read noise), so consecutive
 // measured steps share a read and covary by −σ_read². Card model name: `rram-step`. Details,
@@ -25,6 +30,24 @@
 #include "devices/registry.hpp"
 
 namespace xbar::devices {
+
+// The window of a device at cycle c under a window drift (low, high: drifts of g_min and g_max in
+// S per cycle): the reference conductance G_ref = g_min + W x (x in [0, 1], W = g_max − g_min)
+// sits at G = g_min + c low + W (x + k x²), k = c (high − low) / W, i.e. it has drifted by
+// c (low + (high − low) x²): the bottom shifts rigidly and the window stretches (k > 0) or
+// compresses (k < 0) progressively towards the top. Throws UserError when the map folds (1 + 2k <= 0).
+struct WindowMap {
+  double g_min = 0, width = 1, shift = 0, k = 0;
+  WindowMap(double g_min, double g_max, double low, double high, double cycle);
+  double bottom() const { return g_min + shift; }
+  double top() const { return g_min + shift + width * (1 + k); }
+  double reference(double g) const;  // G_ref of G
+  double conductance(double g_ref) const {  // G of G_ref (the inverse of reference)
+    const double x = (g_ref - g_min) / width;
+    return g_min + shift + width * (x + k * x * x);
+  }
+  double stretch(double g_ref) const { return 1 + 2 * k * (g_ref - g_min) / width; }  // dG / dG_ref
+};
 
 // Measured (or simulated) ramps: conductance before the first pulse and after each pulse.
 struct Ramp {
@@ -56,6 +79,12 @@ struct StepModelParams {
   // device.cycle, the cycle a programmed tile is at); replay_ramps uses each ramp's id instead.
   double up_ageing = 0, down_ageing = 0;
   double cycle = 0;
+  // Window drift (S per cycle) of the bottom and the top of the window: a device at cycle c has the
+  // window [g_min + window_drift_low c, g_max + window_drift_high c], the affine image of the
+  // reference window [g_min, g_max] (cycle 0, which the tables describe); at conductance G it
+  // behaves as the reference device at G_ref = g_min + (G − low(c)) / scale(c), scale(c) =
+  // width(c) / (g_max − g_min), its steps, spreads and read noise multiplied by scale(c). 0 = off.
+  double window_drift_low = 0, window_drift_high = 0;
   // Read (measurement) noise: a read of the state G returns G + read_std(G) · N(0, 1), fresh for
   // every read, the state unchanged. One value per node of g_nodes (interpolated like the step
   // tables), or empty for no read noise. The step spreads up_std / down_std are then the
@@ -80,6 +109,12 @@ struct StepFitDiagnostics {
   double lr_constant_threshold = 0, lr_per_bin_threshold = 0, lr_per_bin_none_threshold = 0;
   std::string read_noise;  // "none", "constant" or "per-bin": the term kept
   int clipped_spreads = 0;  // table nodes whose de-noised intrinsic spread was negative (set to 0)
+  // Window drift (step (0) in the .cpp): the turning-point estimates of the drift of the bottom and
+  // the top of the window (S per cycle, at the observed extremes), twice the log-likelihood gain of
+  // the steps with them over none and the threshold it had to exceed (χ²₂ at p = 0.001), and
+  // whether it was tried at all (every direction needs ramps at 3 or more distinct cycles).
+  double drift_low_estimate = 0, drift_high_estimate = 0, lr_window_drift = 0, lr_window_drift_threshold = 0;
+  bool window_drift_tried = false;
 };
 
 // Fits the model to ramps (the fitting split only): per conductance bin, the maximum-likelihood
@@ -94,12 +129,15 @@ struct StepFitDiagnostics {
 // autocovariance of consecutive steps, as a constant or a per-bin table, each kept only when a
 // likelihood-ratio test on the fitting ramps accepts it; the step spreads are then de-noised
 // (intrinsic s² = measured-step variance − 2 σ_read²). `diagnostics`, when given, receives what
-// was estimated and decided.
+// was estimated and decided. Window drift (step (0) of the .cpp): when each direction has ramps at
+// 3 or more distinct cycles, the drifts of the window's bottom and top from the turning points
+// (first and last reads) over the ramp ids, kept when a likelihood-ratio test on the steps accepts
+// them; every other step then works on the ramps mapped to the reference window (cycle 0).
 StepModelParams fit_step_model(const RampData& data, int bins, StepFitDiagnostics* diagnostics = nullptr);
 
 // A PulseDevice for these parameters (state[0] = G, state[1] = up factor, state[2] = down factor,
 // state[3] = direction of the last pulse (+1, -1, 0 for a fresh device), state[4] = pulses in
-// that direction since the last reversal).
+// that direction since the last reversal, state[5] = the device's cycle, for the window drift).
 class StepDevice final : public PulseDevice {
  public:
   explicit StepDevice(StepModelParams params);
@@ -112,14 +150,26 @@ class StepDevice final : public PulseDevice {
   // nothing (and returns the state) when the model has no read noise.
   double read(const CellState& state, core::RandomStream& rng) const;
   bool has_read_noise() const;                  // some read_std entry > 0
-  double read_noise_std(double g) const;        // interpolated table value (S), 0 without read noise
-  double mean_step(double g, bool up) const;    // interpolated table value
-  double step_spread(double g, bool up) const;  // interpolated table value (intrinsic spread)
+  // Table values at conductance g of the reference device (cycle 0; a device at cycle c behaves as
+  // the reference device at reference_conductance(G, c), its steps times the window's local
+  // stretch): read noise (S, 0 without read noise), mean step, intrinsic spread.
+  double read_noise_std(double g) const;
+  double mean_step(double g, bool up) const;
+  double step_spread(double g, bool up) const;
+  // The window drift: the bottom of the window at cycle c, the reference conductance of G at cycle
+  // c, and the read-noise standard deviation of a device at cycle c reading G (the table at the
+  // reference conductance times the local stretch). Throw UserError when the drift folds the
+  // window at that cycle (its local stretch not positive).
+  double window_bottom(double cycle) const;
+  double reference_conductance(double g, double cycle) const;
+  double window_conductance(double g_ref, double cycle) const;  // the inverse: G at cycle c of G_ref
+  double read_noise_at(double g, double cycle) const;
   // Reversal-transient factor of the n-th pulse (0-based) after a reversal.
   double reversal_factor(int n, bool up) const;
   const StepModelParams& params() const { return params_; }
 
  private:
+  WindowMap window_at(double cycle) const;
   StepModelParams params_;
 };
 

@@ -295,6 +295,14 @@ Calibration calibrate(const MeasuredRamps& measured, const std::string& split, i
       c.adjustments.push_back(fmt::format("{}: the fitted {:.3g} per cycle is set to {}", key, *a, *a > 0 ? 1 : -1));
       *a = *a > 0 ? 1.0 : -1.0;
     }
+  for (auto [key, drift] : {std::pair{"window_drift_low", &p.window_drift_low},
+                            std::pair{"window_drift_high", &p.window_drift_high}})
+    if (std::abs(*drift) > range) {
+      const double limited = *drift > 0 ? range : -range;
+      c.adjustments.push_back(fmt::format("{}: the fitted {} per cycle is set to {} (the window's width)", key,
+                                          format_siemens(*drift), format_siemens(limited)));
+      *drift = limited;
+    }
   for (auto [key, sigma] : {std::pair{"d2d_sigma_up", &p.d2d_sigma_up}, std::pair{"d2d_sigma_down", &p.d2d_sigma_down}})
     if (*sigma > kMaxD2dSigma) {
       c.adjustments.push_back(fmt::format("{}: the fitted {:.3g} is set to {}", key, *sigma, kMaxD2dSigma));
@@ -352,6 +360,8 @@ std::string fitted_card_yaml(const core::Card& base, const devices::StepModelPar
   device["down_reversal_decay"] = number_text(p.down_reversal_decay);
   device["up_ageing"] = number_text(p.up_ageing);
   device["down_ageing"] = number_text(p.down_ageing);
+  device["window_drift_low"] = number_text(p.window_drift_low / range);
+  device["window_drift_high"] = number_text(p.window_drift_high / range);
   // Workload files resolve against the card's folder; the fitted card may live elsewhere.
   const std::pair<const char*, const core::MatrixSource*> sources[] = {{"weights", &base.workload.weights},
                                                                        {"inputs", &base.workload.inputs}};
@@ -390,6 +400,18 @@ std::string read_noise_summary(const devices::StepFitDiagnostics& d) {
   return text;
 }
 
+std::string window_drift_summary(const devices::StepFitDiagnostics& d, const devices::StepModelParams& p) {
+  if (!d.window_drift_tried) return "window drift: not fitted (each direction needs ramps at 3 or more distinct cycles)";
+  const bool kept = p.window_drift_low != 0 || p.window_drift_high != 0;
+  return fmt::format("window drift: {} (turning points: bottom {}, top {} per cycle; likelihood ratio of the steps "
+                     "2 Δln L {:.1f} against none, threshold {:.1f})",
+                     kept ? fmt::format("bottom {}, top {} per cycle at g_min, g_max", format_siemens(p.window_drift_low),
+                                        format_siemens(p.window_drift_high))
+                          : std::string("none"),
+                     format_siemens(d.drift_low_estimate), format_siemens(d.drift_high_estimate), d.lr_window_drift,
+                     d.lr_window_drift_threshold);
+}
+
 std::string calibrate_command(const CalibrateOptions& o) {
   if (o.split != "fit") calibrate(MeasuredRamps{}, o.split, o.bins);  // the refusal, before any work
   if (o.bins < 1) throw UserError(fmt::format("--bins: expected at least 1, got {}", o.bins));
@@ -411,16 +433,19 @@ std::string calibrate_command(const CalibrateOptions& o) {
                   c.reset_ramps, c.reset_steps),
       fmt::format("  the {} SET and {} RESET held-out ramps were not read.", count_heldout(measured.set),
                   count_heldout(measured.reset)),
-      fmt::format("Method: fit_step_model with {} conductance bins (devices/step_model.cpp): per bin the", o.bins),
+      fmt::format("Method: fit_step_model with {} conductance bins (devices/step_model.cpp): the window's", o.bins),
+      "  drift over the ramp ids from the turning points (kept only if a likelihood-ratio test accepts it), then",
+      "  in the window's reference frame per bin the",
       "  maximum-likelihood Gaussian step (mean, spread) with each ramp's device-to-device factor divided out,",
       "  the factors' log-std by the method of moments around a cycle-ageing trend over the ramp ids (kept",
       "  only if a likelihood-ratio test accepts it), the reversal transient by profile likelihood, the read",
       "  noise from the lag-1 autocovariance of consecutive steps (kept only if likelihood-ratio tests accept",
       "  it; the step spreads are then the intrinsic ones, the read noise taken out).",
+      "  " + window_drift_summary(c.diagnostics, p) + ".",
       "  " + read_noise_summary(c.diagnostics) + ".",
       "Fitted keys: device.g_min, g_max, g_nodes, up_mean, up_std, down_mean, down_std, d2d_sigma_up,",
-      "  d2d_sigma_down, up/down_reversal_depth and _decay, up/down_ageing, read_noise_std; every other key is",
-      "  the base card's (device.cycle too: cycle 0, the tables' reference, is just before measured ramp 1).",
+      "  d2d_sigma_down, up/down_reversal_depth and _decay, up/down_ageing, window_drift_low/_high, read_noise_std;",
+      "  every other key is the base card's (device.cycle too: cycle 0, the tables' reference, is just before measured ramp 1).",
   };
   if (!c.adjustments.empty()) {
     header.push_back("Moved into the card's ranges:");
@@ -468,11 +493,11 @@ std::string calibrate_command(const CalibrateOptions& o) {
       "  window {} to {}; device-to-device log-std {:.3g} (SET), {:.3g} (RESET)\n"
       "  reversal transient: SET {}; RESET {}\n"
       "  cycle ageing (log factor per cycle, ramp ids as cycles): SET {}; RESET {}\n"
-      "  {}\n{}",
+      "  {}\n  {}\n{}",
       o.output.string(), kModel, o.measured.string(), c.set_ramps, c.reset_ramps, o.bins, format_siemens(p.g_min),
       format_siemens(p.g_max), p.d2d_sigma_up, p.d2d_sigma_down, transient(p.up_reversal_depth, p.up_reversal_decay),
       transient(p.down_reversal_depth, p.down_reversal_decay), ageing(p.up_ageing), ageing(p.down_ageing),
-      read_noise_summary(c.diagnostics),
+      window_drift_summary(c.diagnostics, p), read_noise_summary(c.diagnostics),
       c.adjustments.empty() ? std::string()
                             : fmt::format("  moved into the card's ranges: {}\n", fmt::join(c.adjustments, "; ")));
 }

@@ -125,6 +125,8 @@ void expect_same_params(const StepModelParams& a, const StepModelParams& b) {
   EXPECT_DOUBLE_EQ(a.down_reversal_decay, b.down_reversal_decay);
   EXPECT_DOUBLE_EQ(a.up_ageing, b.up_ageing);
   EXPECT_DOUBLE_EQ(a.down_ageing, b.down_ageing);
+  EXPECT_DOUBLE_EQ(a.window_drift_low, b.window_drift_low);
+  EXPECT_DOUBLE_EQ(a.window_drift_high, b.window_drift_high);
   ASSERT_EQ(a.read_std.size(), b.read_std.size());
   for (std::size_t i = 0; i < a.read_std.size(); ++i) EXPECT_DOUBLE_EQ(a.read_std[i], b.read_std[i]) << "entry " << i;
 }
@@ -286,7 +288,40 @@ TEST(StepModelFit, KeepsNoAgeingTrendWhenTheDataHaveNone) {
     const StepModelParams fit = devices::fit_step_model(synthetic_ramp_data(device, 60, 150, seed), 4);
     EXPECT_EQ(fit.up_ageing, 0.0) << "seed " << seed;
     EXPECT_EQ(fit.down_ageing, 0.0) << "seed " << seed;
+    // Nor a window drift: the turning points stay put but for noise.
+    EXPECT_EQ(fit.window_drift_low, 0.0) << "seed " << seed;
+    EXPECT_EQ(fit.window_drift_high, 0.0) << "seed " << seed;
   }
+}
+
+TEST(StepModelFit, RecoversAKnownWindowDrift) {
+  // The window's bottom climbs by 0.1 uS per cycle and its top by 0.03 uS (the window compresses
+  // towards the top, as the measured TaOx window does), over 60 cycles; ramps of 400 pulses run from
+  // near one end to near the other, so their first and last reads are turning points of the window.
+  StepModelParams truth = known_step_params();
+  truth.d2d_sigma_up = truth.d2d_sigma_down = 0.02;
+  truth.window_drift_low = 0.10 * kUs;
+  truth.window_drift_high = 0.03 * kUs;
+  const StepDevice device(truth);
+  const RampData data = synthetic_ramp_data(device, 60, 400, 5);
+  devices::StepFitDiagnostics diag;
+  const StepModelParams fit = devices::fit_step_model(data, 4, &diag);
+  std::printf("window drift recovery: bottom %.4f uS (truth %.4f), top %.4f uS (truth %.4f) per cycle; 2 dlnL %.1f\n",
+              fit.window_drift_low / kUs, truth.window_drift_low / kUs, fit.window_drift_high / kUs,
+              truth.window_drift_high / kUs, diag.lr_window_drift);
+  EXPECT_TRUE(diag.window_drift_tried);
+  EXPECT_GT(diag.lr_window_drift, diag.lr_window_drift_threshold);
+  // The drift of a reference conductance at the two ends of the fitted window, compared with the
+  // truth's there (the fitted window is the observed range widened, not the truth's [10, 60] uS).
+  auto drift_at = [](const StepModelParams& p, double g) {
+    const double x = (g - p.g_min) / (p.g_max - p.g_min);
+    return p.window_drift_low + (p.window_drift_high - p.window_drift_low) * x * x;
+  };
+  for (double g : {fit.g_min, 0.5 * (fit.g_min + fit.g_max), fit.g_max})
+    EXPECT_NEAR(drift_at(fit, g), drift_at(truth, g), 0.015 * kUs) << "at " << g / kUs << " uS";
+  // No ageing in the truth: the drift does not leak into an ageing trend.
+  EXPECT_EQ(fit.up_ageing, 0.0);
+  EXPECT_EQ(fit.down_ageing, 0.0);
 }
 
 TEST(StepModelFit, RefusesTooFewStepsPerBinAndSuggestsFewerBins) {
@@ -501,8 +536,15 @@ TEST(StepModelFit, TaoxFitChangesWhenHeldOutRampsAreAdded) {
   // The data matter: twelve more ramps per direction move the fit by well over rounding.
   EXPECT_GT(largest_relative_difference(on_fitting, on_all), 1e-3);
   EXPECT_NE(on_fitting.g_max, on_all.g_max);  // held-out ramps reach beyond the fitting range
-  // The SET ramps slow down over the fitting cycles: a negative ageing trend is kept.
-  EXPECT_LT(on_fitting.up_ageing, 0.0);
+  // The turning points of the fitting ramps climb over the cycles, the bottom (about 1.2 uS per
+  // cycle) faster than the top: a window drift is kept, and with it no ageing trend (a fit without
+  // the drift needs one for the SET steps that slow down near the top).
+  EXPECT_GT(on_fitting.window_drift_low, 0.8 * kUs);
+  EXPECT_LT(on_fitting.window_drift_low, 1.6 * kUs);
+  EXPECT_GT(on_fitting.window_drift_high, 0.2 * kUs);
+  EXPECT_LT(on_fitting.window_drift_high, on_fitting.window_drift_low);
+  EXPECT_EQ(on_fitting.up_ageing, 0.0);
+  EXPECT_EQ(on_fitting.down_ageing, 0.0);
   // Sanity of the fit itself: conductances of 1.6-2.5 mS, SET steps up, RESET steps down, a few
   // uS per pulse.
   EXPECT_GT(on_fitting.g_min, 1.4e-3);
@@ -626,6 +668,74 @@ TEST(StepDevice, ConductanceStaysWithinTheBounds) {
   }
 }
 
+TEST(StepDevice, WindowMapShiftsTheBottomAndStretchesTowardsTheTop) {
+  // No drift: the identity at every cycle.
+  const devices::WindowMap still(10 * kUs, 60 * kUs, 0, 0, 40);
+  for (double g : {10 * kUs, 23 * kUs, 60 * kUs}) {
+    EXPECT_DOUBLE_EQ(still.reference(g), g);
+    EXPECT_DOUBLE_EQ(still.stretch(g), 1.0);
+  }
+  // Bottom +0.1 uS, top +0.03 uS per cycle, at cycle 40: the window is [14, 61.2] uS.
+  const devices::WindowMap map(10 * kUs, 60 * kUs, 0.1 * kUs, 0.03 * kUs, 40);
+  EXPECT_NEAR(map.bottom(), 14 * kUs, 1e-18);
+  EXPECT_NEAR(map.top(), 61.2 * kUs, 1e-18);
+  EXPECT_NEAR(map.conductance(10 * kUs), map.bottom(), 1e-18);
+  EXPECT_NEAR(map.conductance(60 * kUs), map.top(), 1e-18);
+  // A reference conductance drifts by c (low + (high - low) x²): at x = 0.5, 40 · 0.0825 uS.
+  EXPECT_NEAR(map.conductance(35 * kUs), 35 * kUs + 3.3 * kUs, 1e-17);
+  for (double g_ref : {10 * kUs, 12.5 * kUs, 35 * kUs, 59 * kUs, 60 * kUs}) {
+    EXPECT_NEAR(map.reference(map.conductance(g_ref)), g_ref, 1e-18);
+    const double h = 1e-3 * kUs;  // the stretch is the derivative of the map
+    EXPECT_NEAR(map.stretch(g_ref), (map.conductance(g_ref + h) - map.conductance(g_ref - h)) / (2 * h), 1e-9);
+  }
+  EXPECT_DOUBLE_EQ(map.stretch(10 * kUs), 1.0);  // the bottom shifts without stretching
+  EXPECT_LT(map.stretch(60 * kUs), 1.0);         // the top compresses
+  // A drift that folds the window is refused.
+  EXPECT_THROW(devices::WindowMap(10 * kUs, 60 * kUs, 1 * kUs, -1 * kUs, 40), core::UserError);
+}
+
+TEST(StepDevice, ADriftedDeviceStepsAsTheReferenceDeviceTimesTheStretch) {
+  StepModelParams p = known_step_params();
+  p.d2d_sigma_up = p.d2d_sigma_down = 0;
+  p.up_reversal_depth = 0;
+  p.window_drift_low = 0.1 * kUs;
+  p.window_drift_high = 0.03 * kUs;
+  p.read_std.assign(p.g_nodes.size(), 0.2 * kUs);
+  const StepDevice device(p);
+  constexpr double kCycle = 40;
+  const devices::WindowMap map(p.g_min, p.g_max, p.window_drift_low, p.window_drift_high, kCycle);
+  constexpr int kN = 20000;
+  for (double g_ref : {15 * kUs, 52 * kUs})
+    for (bool up : {true, false}) {
+      const double g0 = map.conductance(g_ref);
+      core::RandomStream rng(12, "drifted_steps", {static_cast<std::uint64_t>(g_ref / kUs), up ? 1u : 0u});
+      core::RandomStream reads(12, "drifted_reads", {static_cast<std::uint64_t>(g_ref / kUs), up ? 1u : 0u});
+      double sum = 0, sum2 = 0, read_sum2 = 0;
+      for (int i = 0; i < kN; ++i) {
+        CellState s = device.initial_state_at(g0, kCycle, rng);
+        const double r = device.read(s, reads) - g0;
+        read_sum2 += r * r;
+        device.apply_pulse(s, up ? kSet : kReset, rng);
+        const double dg = device.conductance(s) - g0;
+        sum += dg;
+        sum2 += dg * dg;
+      }
+      const double mean = sum / kN, sd = std::sqrt(sum2 / kN - mean * mean);
+      const double stretch = map.stretch(g_ref);
+      const double m = stretch * device.mean_step(g_ref, up), sp = stretch * device.step_spread(g_ref, up);
+      EXPECT_NEAR(mean, m, 5 * sp / std::sqrt(kN)) << g_ref << (up ? " SET" : " RESET");
+      EXPECT_NEAR(sd, sp, 5 * sp / std::sqrt(2.0 * kN)) << g_ref << (up ? " SET" : " RESET");
+      const double read_sd = std::sqrt(read_sum2 / kN);
+      EXPECT_NEAR(read_sd, stretch * 0.2 * kUs, 5 * 0.2 * kUs / std::sqrt(2.0 * kN));
+      EXPECT_DOUBLE_EQ(device.read_noise_at(g0, kCycle), stretch * 0.2 * kUs);
+    }
+  // The clamp follows the window of the cycle.
+  core::RandomStream rng(4, "drifted_bounds");
+  EXPECT_NEAR(device.conductance(device.initial_state_at(1 * kUs, kCycle, rng)), map.bottom(), 1e-18);
+  EXPECT_NEAR(device.conductance(device.initial_state_at(90 * kUs, kCycle, rng)), map.top(), 1e-18);
+  EXPECT_NEAR(device.window_bottom(kCycle), map.bottom(), 1e-18);
+}
+
 TEST(StepDevice, DeviceFactorsAreLognormalWithMedianOne) {
   StepModelParams p = flat_params(1.0 * kUs, 0.1 * kUs, -1.0 * kUs, 0.1 * kUs);
   p.d2d_sigma_up = 0.15;
@@ -690,7 +800,8 @@ TEST(StepModelCard, ParametersAreDeclaredOnceAndConvertToSiemens) {
   for (const auto& spec : info->params) keys.push_back(spec.key);
   for (const char* key : {"g_nodes", "up_mean", "up_std", "down_mean", "down_std", "d2d_sigma_up", "d2d_sigma_down",
                           "up_reversal_depth", "up_reversal_decay", "down_reversal_depth", "down_reversal_decay",
-                          "up_ageing", "down_ageing", "cycle", "read_noise_std", "write_verify.max_pulses",
+                          "up_ageing", "down_ageing", "cycle", "window_drift_low", "window_drift_high",
+                          "read_noise_std", "write_verify.max_pulses",
                           "write_verify.tolerance"})
     EXPECT_NE(std::find(keys.begin(), keys.end(), key), keys.end()) << key;
 
@@ -718,6 +829,12 @@ TEST(StepModelCard, ParametersAreDeclaredOnceAndConvertToSiemens) {
   EXPECT_DOUBLE_EQ(aged.up_ageing, -0.01);
   EXPECT_DOUBLE_EQ(aged.down_ageing, 0.02);
   EXPECT_DOUBLE_EQ(aged.cycle, 50.0);
+  EXPECT_DOUBLE_EQ(p.window_drift_low, 0.0);  // default: no window drift
+  EXPECT_DOUBLE_EQ(p.window_drift_high, 0.0);
+  const StepModelParams drifting =
+      devices::step_params_from(step_card({"device.window_drift_low=0.002", "device.window_drift_high=-0.001"}).device);
+  EXPECT_NEAR(drifting.window_drift_low, 0.002 * range, 1e-20);  // window units to S per cycle
+  EXPECT_NEAR(drifting.window_drift_high, -0.001 * range, 1e-20);
   // Read noise: off by default (one value, 0); one value holds at every node, or one per node.
   ASSERT_EQ(p.read_std.size(), 3u);
   EXPECT_FALSE(StepDevice(p).has_read_noise());

@@ -32,7 +32,8 @@ inline devices::StepModelParams known_step_params() {
 }
 
 // `count` ramps of `pulses` pulses in one direction, each a fresh device at the cycle of its id
-// (1, 2, ...): SET ramps start uniformly in [11, 13] uS, RESET ramps in [57, 59] uS. The values are
+// (1, 2, ...): SET ramps start uniformly in [11, 13] uS, RESET ramps in [57, 59] uS (reference
+// conductances: with a window drift, where those sit in the window of the ramp's cycle). The values are
 // what a measurement records: reads of the state (device.read, with the model's read noise from a
 // stream of its own, so that the hidden states do not depend on it), the first before any pulse.
 inline std::vector<devices::Ramp> synthetic_ramps(const devices::StepDevice& device, bool up, int count, int pulses,
@@ -41,7 +42,8 @@ inline std::vector<devices::Ramp> synthetic_ramps(const devices::StepDevice& dev
   for (int k = 0; k < count; ++k) {
     core::RandomStream rng(seed, "synthetic_ramp", {up ? 1u : 0u, static_cast<std::uint64_t>(k)});
     core::RandomStream reads(seed, "synthetic_read", {up ? 1u : 0u, static_cast<std::uint64_t>(k)});
-    const double start = up ? rng.uniform(11e-6, 13e-6) : rng.uniform(57e-6, 59e-6);
+    const double start_ref = up ? rng.uniform(11e-6, 13e-6) : rng.uniform(57e-6, 59e-6);
+    const double start = device.window_conductance(start_ref, k + 1);  // the window drifts with the cycle
     devices::CellState state = device.initial_state_at(start, k + 1, rng);
     devices::Ramp ramp{k + 1, {device.read(state, reads)}};
     for (int i = 0; i < pulses; ++i) {

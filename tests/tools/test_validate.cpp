@@ -388,7 +388,12 @@ TEST(Calibrate, FittedCardLoadsAndRoundTripsToTheFit) {
   EXPECT_DOUBLE_EQ(back.down_reversal_decay, p.down_reversal_decay);
   EXPECT_DOUBLE_EQ(back.up_ageing, p.up_ageing);
   EXPECT_DOUBLE_EQ(back.down_ageing, p.down_ageing);
-  EXPECT_NE(p.up_ageing, 0.0);  // the TaOx SET ramps age over the fitting cycles
+  // The TaOx device's window drifts up over the fitting cycles, its top less than its bottom; the
+  // card holds the drifts in window units and gives them back.
+  EXPECT_NEAR(back.window_drift_low, p.window_drift_low, 1e-14 * p.g_max);
+  EXPECT_NEAR(back.window_drift_high, p.window_drift_high, 1e-14 * p.g_max);
+  EXPECT_GT(p.window_drift_low, 0.5e-6);  // S per cycle
+  EXPECT_LT(p.window_drift_high, p.window_drift_low);
   // The TaOx fitting ramps support a read-noise term (their consecutive steps anticorrelate); the
   // card holds it in window units and gives it back.
   EXPECT_EQ(c.diagnostics.read_noise, "constant");
