@@ -23,41 +23,25 @@ and its load; compare the ratios measured in one run.
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 
-import h5py
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_support import (COST_METHODS, print_cost_table, print_table, run, run_summary, score_at,  # noqa: E402
+                           times_argument)
 
 TIMES = [1.0, 86400.0]
 TIME_NAMES = {1.0: "1 s", 86400.0: "1 day"}
 
 
-def run(cmd, log):
-    """Runs a command, echoing it; its stdout is returned and both streams go to the log."""
-    print("$ " + " ".join(cmd), flush=True)
-    start = time.monotonic()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    with open(log, "a") as f:
-        f.write("$ " + " ".join(cmd) + "\n" + proc.stdout + proc.stderr + "\n")
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr)
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}")
-    print(f"  done in {time.monotonic() - start:.0f} s", flush=True)
-    return proc.stdout
-
-
 def run_metrics(path):
     """Time per training step (s, median over the checkpoints), peak resident memory (bytes) and
-    the last validation loss of a charlm run."""
-    with h5py.File(path, "r") as f:
-        m = f["metrics"]
-        per_step = np.asarray(m["train_time_per_step_s"][()], dtype=float)
-        peak = np.asarray(m["peak_resident_memory_bytes"][()], dtype=float)
-        validation = np.asarray(m["validation_bits_per_char"][()], dtype=float)
-    return {"step_s": float(np.median(per_step)), "peak_rss_bytes": float(peak.max()),
-            "validation_bits_per_char": float(validation[-1])}
+    the last validation bits per character of a charlm run."""
+    return run_summary(path, "train_time_per_step_s", "step_s", "validation_bits_per_char", "validation_bits_per_char")
+
+
+def perplexity_cell(score):
+    """A perplexity score of `xbar eval --json` as "mean ± std (bits per character)"."""
+    return f"{score['mean']:.3f} ± {score['std']:.3f} ({score['bits_per_char_mean']:.3f} bits)"
 
 
 def main():
@@ -92,7 +76,7 @@ def main():
     results = {"settings": vars(args), "perplexity": {}, "cost": {}, "samples": {}}
 
     # 1. Training cost side by side: the same short run for each method.
-    for method in ["nat", "nat-full", "ste"]:
+    for method in COST_METHODS:
         path = os.path.join(args.out, f"cost-{method}.h5")
         run(xbar + ["train", "--method", method, "--steps", str(args.cost_steps), "-o", path] + common, log)
         results["cost"][method] = run_metrics(path)
@@ -109,7 +93,7 @@ def main():
     results["perplexity"]["ideal (digital)"] = [dict(digital, time_s=t) for t in TIMES]
     for method, path in runs.items():
         scores = json.loads(run(xbar + ["eval", "--card", args.card, "--checkpoint", path, "--times",
-                                        ",".join(f"{t:g}" for t in TIMES), "--repeats", str(args.repeats),
+                                        times_argument(TIMES), "--repeats", str(args.repeats),
                                         "--test-limit", str(args.test_limit), "--json"], log))
         results["perplexity"][method] = scores
 
@@ -130,27 +114,15 @@ def main():
              f"{args.steps} steps of {args.batch} x {args.context} characters, lr {args.lr}, seed {args.seed}")
     print(f"\nTest perplexity per character on {args.card} (bits per character), mean ± std over {args.repeats} "
           f"programmings, {args.test_limit} test characters\n({shape})")
-    print("| method | " + " | ".join(TIME_NAMES[t] for t in TIMES) + " |")
-    print("| --- |" + " --- |" * len(TIMES))
-    for method, scores in results["perplexity"].items():
-        cells = []
-        for t in TIMES:
-            s = next(s for s in scores if abs(s["time_s"] - t) < 1e-9)
-            cells.append(f"{s['mean']:.3f} ± {s['std']:.3f} ({s['bits_per_char_mean']:.3f} bits)")
-        print(f"| {method} | " + " | ".join(cells) + " |")
-    day = {m: next(s["mean"] for s in scores if abs(s["time_s"] - 86400.0) < 1e-9)
-           for m, scores in results["perplexity"].items()}
+    print_table(["method"] + [TIME_NAMES[t] for t in TIMES],
+                [[method] + [perplexity_cell(score_at(scores, t)) for t in TIMES]
+                 for method, scores in results["perplexity"].items()])
+    day = {m: score_at(scores, 86400.0)["mean"] for m, scores in results["perplexity"].items()}
     print(f"NAT − STE perplexity at 1 day: {day['nat'] - day['ste']:+.3f} (target: >= 0.72 at full scale)")
 
     cost = results["cost"]
     print(f"\nTraining cost, {args.cost_steps} steps of the same model on {args.card} (same run)")
-    print("| method | time per step (s) | peak memory (MB) | nat-full / method time | memory saved vs nat-full |")
-    print("| --- | --- | --- | --- | --- |")
-    for method in ["nat", "nat-full", "ste"]:
-        c = cost[method]
-        ratio = cost["nat-full"]["step_s"] / c["step_s"]
-        saved = 1 - c["peak_rss_bytes"] / cost["nat-full"]["peak_rss_bytes"]
-        print(f"| {method} | {c['step_s']:.3f} | {c['peak_rss_bytes'] / 2**20:.0f} | {ratio:.2f}x | {100 * saved:.0f} % |")
+    print_cost_table(cost, "step_s", "time per step (s)", ".3f")
     print(f"(the {args.steps}-step runs: " + ", ".join(
         f"{m} {cost[m + ' (long run)']['step_s']:.3f} s per step" for m in ["ideal", "nat", "ste"]) + ")")
 

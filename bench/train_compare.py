@@ -17,29 +17,14 @@ the ratios measured in one run.
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 
-import h5py
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_support import (COST_METHODS, print_cost_table, print_table, run, run_summary, score_at,  # noqa: E402
+                           times_argument)
 
 TIMES = [1.0, 3600.0, 86400.0, 2592000.0]
 TIME_NAMES = {1.0: "1 s", 3600.0: "1 h", 86400.0: "1 day", 2592000.0: "1 month"}
-
-
-def run(cmd, log):
-    """Runs a command, echoing it; its stdout is returned and both streams go to the log."""
-    print("$ " + " ".join(cmd), flush=True)
-    start = time.monotonic()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    with open(log, "a") as f:
-        f.write("$ " + " ".join(cmd) + "\n" + proc.stdout + proc.stderr + "\n")
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr)
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}")
-    print(f"  done in {time.monotonic() - start:.0f} s", flush=True)
-    return proc.stdout
 
 
 def train(cmd, path, log, reuse):
@@ -51,13 +36,14 @@ def train(cmd, path, log, reuse):
 
 
 def run_metrics(path):
-    """Per-epoch wall time (s) and the peak resident memory (bytes) stored in a training run."""
-    with h5py.File(path, "r") as f:
-        metrics = f["metrics"]
-        wall = np.asarray(metrics["train_time_s"][()], dtype=float)
-        peak = np.asarray(metrics["peak_resident_memory_bytes"][()], dtype=float)
-        loss = np.asarray(metrics["train_loss"][()], dtype=float)
-    return {"epoch_s": float(np.median(wall)), "peak_rss_bytes": float(peak.max()), "final_loss": float(loss[-1])}
+    """Wall time per epoch (s, median over the epochs), peak resident memory (bytes) and the last
+    training loss of a run."""
+    return run_summary(path, "train_time_s", "epoch_s", "train_loss", "final_loss")
+
+
+def accuracy_cell(score):
+    """An accuracy score of `xbar eval --json` as "mean ± std" in percent."""
+    return f"{100 * score['mean']:.1f} ± {100 * score['std']:.1f}"
 
 
 def main():
@@ -93,7 +79,7 @@ def main():
 
     # 1. Training cost side by side: one epoch of the same images for each method.
     harsh = cards[0]
-    for method in ["nat", "nat-full", "ste"]:
+    for method in COST_METHODS:
         path = os.path.join(args.out, f"cost-{method}.h5")
         train(xbar + ["train", "--card", harsh, "--method", method, "--epochs", "1",
                       "--train-limit", str(args.cost_train_limit), "-o", path] + common, path, log, args.reuse)
@@ -121,9 +107,8 @@ def main():
         results["accuracy"][name] = {}
         for method, path in card_runs.items():
             for calibrated in (False, True):
-                cmd = xbar + ["eval", "--card", card, "--checkpoint", path, "--times",
-                              ",".join(f"{t:g}" for t in TIMES), "--repeats", str(args.repeats), "--test-limit",
-                              str(args.test_limit), "--json"]
+                cmd = xbar + ["eval", "--card", card, "--checkpoint", path, "--times", times_argument(TIMES),
+                              "--repeats", str(args.repeats), "--test-limit", str(args.test_limit), "--json"]
                 if calibrated:
                     cmd += ["--calibrate-columns", str(args.calibrate_columns)]
                 scores = json.loads(run(cmd, log))
@@ -138,27 +123,15 @@ def main():
           f"({args.model}, {args.epochs} epochs on {args.train_limit} images, {args.test_limit} test images)")
     for name, by_method in results["accuracy"].items():
         print(f"\n{name}")
-        print("| method | " + " | ".join(TIME_NAMES[t] for t in TIMES) + " |")
-        print("| --- |" + " --- |" * len(TIMES))
-        for method, scores in by_method.items():
-            cells = []
-            for t in TIMES:
-                s = next(s for s in scores if abs(s["time_s"] - t) < 1e-9)
-                cells.append(f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}")
-            print(f"| {method} | " + " | ".join(cells) + " |")
-        day = {m: next(s["mean"] for s in scores if abs(s["time_s"] - 86400.0) < 1e-9) for m, scores in by_method.items()}
+        rows = [[method] + [accuracy_cell(score_at(scores, t)) for t in TIMES] for method, scores in by_method.items()]
+        print_table(["method"] + [TIME_NAMES[t] for t in TIMES], rows)
+        day = {m: score_at(scores, 86400.0)["mean"] for m, scores in by_method.items()}
         print(f"STE − NAT at 1 day: {100 * (day['ste'] - day['nat']):+.1f} points; with column calibration: "
               f"{100 * (day['ste + column cal.'] - day['nat + column cal.']):+.1f} points")
 
     cost = results["cost"]
     print(f"\nTraining cost, one epoch of {args.cost_train_limit} images on {harsh} (same run)")
-    print("| method | time per epoch (s) | peak memory (MB) | nat-full / method time | memory saved vs nat-full |")
-    print("| --- | --- | --- | --- | --- |")
-    for method in ["nat", "nat-full", "ste"]:
-        c = cost[method]
-        ratio = cost["nat-full"]["epoch_s"] / c["epoch_s"]
-        saved = 1 - c["peak_rss_bytes"] / cost["nat-full"]["peak_rss_bytes"]
-        print(f"| {method} | {c['epoch_s']:.1f} | {c['peak_rss_bytes'] / 2**20:.0f} | {ratio:.2f}x | {100 * saved:.0f} % |")
+    print_cost_table(cost, "epoch_s", "time per epoch (s)", ".1f")
 
 
 if __name__ == "__main__":

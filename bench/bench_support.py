@@ -1,0 +1,77 @@
+"""What the training comparisons bench/train_compare.py and bench/charlm_compare.py share: running
+xbar with a log, reading a run's metrics, picking a read time's scores from `xbar eval --json`,
+and printing Markdown tables (among them the training-cost table of nat, nat-full and ste).
+
+Imported by those scripts from their own folder; not a program of its own.
+"""
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+
+COST_METHODS = ["nat", "nat-full", "ste"]
+
+
+def run(cmd, log):
+    """Runs a command, echoing it; its stdout is returned and both streams go to the log."""
+    print("$ " + " ".join(cmd), flush=True)
+    start = time.monotonic()
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with open(log, "a") as f:
+        f.write("$ " + " ".join(cmd) + "\n" + proc.stdout + proc.stderr + "\n")
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}")
+    print(f"  done in {time.monotonic() - start:.0f} s", flush=True)
+    return proc.stdout
+
+
+def read_metrics(path, names):
+    """The datasets /metrics/<name> of a training run, as float arrays keyed by name."""
+    with h5py.File(path, "r") as f:
+        metrics = f["metrics"]
+        return {name: np.asarray(metrics[name][()], dtype=float) for name in names}
+
+
+def run_summary(path, time_metric, time_key, last_metric, last_key):
+    """What the comparisons keep of a training run: the median of /metrics/<time_metric> as
+    time_key, the peak resident memory (bytes) as "peak_rss_bytes", and the last entry of
+    /metrics/<last_metric> as last_key."""
+    m = read_metrics(path, [time_metric, "peak_resident_memory_bytes", last_metric])
+    return {time_key: float(np.median(m[time_metric])), "peak_rss_bytes": float(m["peak_resident_memory_bytes"].max()),
+            last_key: float(m[last_metric][-1])}
+
+
+def times_argument(times):
+    """Read times (s) as the value of `xbar eval --times`."""
+    return ",".join(f"{t:g}" for t in times)
+
+
+def score_at(scores, time_s):
+    """The row of `xbar eval --json` output for read time `time_s` (s)."""
+    return next(s for s in scores if abs(s["time_s"] - time_s) < 1e-9)
+
+
+def print_table(header, rows):
+    """A Markdown table: the header cells, a separator, then each row's cells."""
+    print("| " + " | ".join(header) + " |")
+    print("| " + " | ".join("---" for _ in header) + " |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+def print_cost_table(cost, time_key, time_header, time_format):
+    """The training cost of nat, nat-full and ste side by side: time (cost[method][time_key], in
+    time_format) and peak memory, and both relative to nat-full."""
+    full = cost["nat-full"]
+    rows = []
+    for method in COST_METHODS:
+        c = cost[method]
+        ratio = full[time_key] / c[time_key]
+        saved = 1 - c["peak_rss_bytes"] / full["peak_rss_bytes"]
+        rows.append([method, format(c[time_key], time_format), f"{c['peak_rss_bytes'] / 2**20:.0f}", f"{ratio:.2f}x",
+                     f"{100 * saved:.0f} %"])
+    print_table(["method", time_header, "peak memory (MB)", "nat-full / method time", "memory saved vs nat-full"],
+                rows)
