@@ -824,6 +824,7 @@ struct Drift {
 // The ramps in the reference frame of a drift (a ramp's id is its cycle).
 RampData to_reference_frame(const RampData& data, const Drift& drift) {
   RampData out = data;
+  if (drift.low == 0 && drift.high == 0) return out;  // the identity, without rounding
   for (std::vector<Ramp>* ramps : {&out.set, &out.reset})
     for (Ramp& ramp : *ramps)
       for (double& g : ramp.g) g = drift.reference(g, static_cast<double>(ramp.id));
@@ -913,10 +914,13 @@ StepModelParams fit_step_model(const RampData& measured, int bins, StepFitDiagno
     diag.drift_high_estimate = top;
     const DirectionResult up0 = fit_direction(measured.set, "SET", lo0, hi0, bins, {});
     const DirectionResult down0 = fit_direction(measured.reset, "RESET", lo0, hi0, bins, {});
-    auto nll = [&](const Drift& d) {  // both directions; +inf where a bin holds too few steps
-      const RampData frame = to_reference_frame(measured, d);
-      const auto [lo, hi] = observed_range(frame);
+    // Both directions; +inf for a drift that folds the window, maps a ramp outside the window or
+    // leaves a bin with too few steps (never kept).
+    auto nll = [&](const Drift& d) {
       try {
+        const RampData frame = to_reference_frame(measured, d);
+        const auto [lo, hi] = observed_range(frame);
+        if (!(lo > g_min && hi < g_max)) return std::numeric_limits<double>::infinity();
         return drift_nll(frame.set, "SET", lo, hi, bins, up0, d) +
                drift_nll(frame.reset, "RESET", lo, hi, bins, down0, d);
       } catch (const core::UserError&) {
