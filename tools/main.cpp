@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <iostream>
 
-#include "core/allocator.hpp"
 #include "core/card_schema.hpp"
 #include "core/error.hpp"
 #include "core/threading.hpp"
@@ -44,7 +43,6 @@ std::string card_reference() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  xbar::core::keep_large_allocations_in_heap();
   CLI::App app{"xbar: physics-level simulator of analog compute-in-memory crossbar tiles"};
   app.set_version_flag("--version", std::string("xbar ") + xbar::core::kVersion);
   app.require_subcommand(1);
