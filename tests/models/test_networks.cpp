@@ -16,6 +16,7 @@
 #include "devices/registry.hpp"
 #include "tests/support/cards.hpp"
 #include "tests/support/files.hpp"
+#include "tests/support/gradients.hpp"
 #include "training/analog.hpp"
 #include "training/layers.hpp"
 #include "training/network.hpp"
@@ -28,11 +29,7 @@ using Eigen::MatrixXd;
 using training::Conv2dShape;
 using training::Init;
 
-MatrixXd random_matrix(Index rows, Index cols, core::RandomStream& rng, double stddev = 1.0) {
-  MatrixXd m(rows, cols);
-  for (Index i = 0; i < m.size(); ++i) m.data()[i] = rng.normal(0.0, stddev);
-  return m;
-}
+using testing_support::random_matrix;
 
 std::vector<std::pair<Index, Index>> shapes_of(training::Layer& model) {
   std::vector<std::pair<Index, Index>> shapes;
@@ -105,7 +102,7 @@ TEST(Networks, LeNetHasTheDocumentedShapesAndNames) {
 }
 
 TEST(Networks, AskTheFactoryForHeBeforeReluAndGlorotLast) {
-  for (const std::string model : {"mlp", "lenet"}) {
+  for (const std::string model : {"mlp", "lenet", "lenet-wide"}) {
     RecordingFactory factory;
     core::RandomStream rng(3, "model_init");
     make_model(model, factory, rng);
@@ -122,6 +119,17 @@ TEST(Networks, AskTheFactoryForHeBeforeReluAndGlorotLast) {
   for (const auto& r : factory.requests) names.push_back(r.kind + ":" + r.name);
   EXPECT_EQ(names, (std::vector<std::string>{"conv2d:conv1", "conv2d:conv2", "linear:fc1", "linear:fc2"}));
   for (const auto& r : factory.requests) EXPECT_LE(r.in, 256) << r.name << " does not fit one 256-row tile";
+  // The wide LeNet: the same layers, 16 and 32 channels, fc1 512 -> 128.
+  RecordingFactory wide;
+  core::RandomStream rng_wide(3, "model_init");
+  make_lenet_wide(wide, rng_wide);
+  ASSERT_EQ(wide.requests.size(), 4u);
+  EXPECT_EQ(wide.requests[0].out, 16);
+  EXPECT_EQ(wide.requests[1].in, 16 * 25);
+  EXPECT_EQ(wide.requests[1].out, 32);
+  EXPECT_EQ(wide.requests[2].in, 32 * 4 * 4);
+  EXPECT_EQ(wide.requests[2].out, 128);
+  EXPECT_EQ(wide.requests[3].in, 128);
 }
 
 TEST(Networks, FactoryModelEqualsTheHandBuiltLayersOfTheSameSeed) {
@@ -161,7 +169,7 @@ TEST(Networks, AnalogFactoryDrawsTheSameParametersAsTheDigitalOne) {
   options.ste_backward = training::SteBackward::clean;
   training::AnalogLayerFactory analog(card, devices::builtin_devices(), options);
   training::DigitalLayerFactory digital;
-  for (const std::string model : {"mlp", "lenet"}) {
+  for (const std::string model : {"mlp", "lenet", "lenet-wide"}) {
     core::RandomStream rng_a(5, "model_init"), rng_d(5, "model_init");
     auto on_tiles = make_model(model, analog, rng_a);
     auto plain = make_model(model, digital, rng_d);

@@ -1,0 +1,86 @@
+#!/usr/bin/python3
+"""The PyTorch reference of an ideal xbar LeNet epoch: the same network (`lenet` or `lenet-wide` of
+models/networks.hpp), data (Debian's dataset-fashion-mnist, pixels / 255), initialisation (He normal
+before each ReLU, Glorot uniform for the last layer, zero biases), optimiser (Adam, lr 1e-3), batch
+(128) and epoch order (a fresh shuffle per epoch), trained on the CPU with a chosen thread count.
+Prints the wall time of each epoch's training steps and the test accuracy after it, then the
+median epoch time, so that `xbar train --method ideal` can be compared on the same machine in the
+same run (bench/train_compare.py does not do this: it needs Debian's python3-torch, not a
+dependency of xbar).
+
+Usage: bench/pytorch_lenet.py [--model lenet|lenet-wide] [--epochs 3] [--threads 2] [--seed 1]
+"""
+import argparse
+import gzip
+import statistics
+import struct
+import time
+
+import torch
+from torch import nn
+
+DATA = "/usr/share/datasets/fashion-mnist"
+WIDTHS = {"lenet": (6, 16, 120), "lenet-wide": (16, 32, 128)}
+
+
+def idx(path):
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    magic, count = struct.unpack(">II", data[:8])
+    if magic == 2051:
+        rows, cols = struct.unpack(">II", data[8:16])
+        return torch.frombuffer(bytearray(data[16:]), dtype=torch.uint8).reshape(count, 1, rows, cols).float() / 255
+    return torch.frombuffer(bytearray(data[8:]), dtype=torch.uint8).long()
+
+
+def network(model):
+    c1, c2, hidden = WIDTHS[model]
+    layers = [nn.Conv2d(1, c1, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(c1, c2, 5), nn.ReLU(), nn.MaxPool2d(2),
+              nn.Flatten(), nn.Linear(c2 * 16, hidden), nn.ReLU(), nn.Linear(hidden, 10)]
+    weighted = [layer for layer in layers if isinstance(layer, (nn.Conv2d, nn.Linear))]
+    for layer in weighted[:-1]:
+        nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+        nn.init.zeros_(layer.bias)
+    nn.init.xavier_uniform_(weighted[-1].weight)
+    nn.init.zeros_(weighted[-1].bias)
+    return nn.Sequential(*layers)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=sorted(WIDTHS), default="lenet")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    x_train, y_train = idx(f"{DATA}/train-images-idx3-ubyte.gz"), idx(f"{DATA}/train-labels-idx1-ubyte.gz")
+    x_test, y_test = idx(f"{DATA}/t10k-images-idx3-ubyte.gz"), idx(f"{DATA}/t10k-labels-idx1-ubyte.gz")
+    net = network(args.model)
+    optimiser = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    times = []
+    print(f"pytorch {torch.__version__}: {args.model}, {args.threads} thread(s), batch {args.batch}, "
+          f"{len(x_train)} training images")
+    for epoch in range(1, args.epochs + 1):
+        order = torch.randperm(len(x_train))
+        start = time.perf_counter()
+        net.train()
+        for i in range(0, len(order), args.batch):
+            batch = order[i:i + args.batch]
+            optimiser.zero_grad()
+            loss = loss_fn(net(x_train[batch]), y_train[batch])
+            loss.backward()
+            optimiser.step()
+        times.append(time.perf_counter() - start)
+        net.eval()
+        with torch.no_grad():
+            accuracy = (net(x_test).argmax(1) == y_test).float().mean().item()
+        print(f"epoch {epoch}: {times[-1]:.2f} s training, test accuracy {accuracy:.4f}", flush=True)
+    print(f"median epoch: {statistics.median(times):.2f} s")
+
+
+if __name__ == "__main__":
+    main()
