@@ -8,11 +8,13 @@
 // 0 when off) and r_dir(n) = 1 - depth · exp(-n / decay)
 // a reversal transient: n counts the pulses since the last change of direction (the measured
 // TaOx ramps need it; depth 0 switches it off). Window drift: a device at cycle c is the reference
-// device (cycle 0) seen through the affine map of its window [g_min, g_max] onto
-// [g_min + δ_low c, g_max + δ_high c]: the tables are read at the reference conductance and every
-// step, spread and read noise is scaled by the window's relative width (the measured TaOx turning
-// points climb by about 1.2 µS per cycle at the bottom and 0.9 µS at the top while the steps at the
-// same pulse count stay put; δ = 0 switches it off). A read of the device is a measurement of that
+// device (cycle 0) seen through a map of its window [g_min, g_max] onto
+// [g_min + δ_low c, g_max + δ_high c] that shifts the bottom rigidly and stretches or compresses
+// the window progressively towards the top (WindowMap below): the tables are read at the reference
+// conductance and every step, spread and read noise is multiplied by the map's local stretch (the
+// measured TaOx turning points climb by about 1.2 µS per cycle at the bottom and 0.6 µS at the top,
+// and only the steps near the top shrink over the cycles; δ = 0 switches it off). A read of the
+// device is a measurement of that
 // hidden state with read noise: read_k = G_k + n_k, n_k ~ N(0, σ_read(G_k)²), independent per read
 // (σ_read a piecewise-linear table over the same nodes, empty = no read noise), so consecutive
 // measured steps share a read and covary by −σ_read². Card model name: `rram-step`. Details,
@@ -80,10 +82,10 @@ struct StepModelParams {
   double up_ageing = 0, down_ageing = 0;
   double cycle = 0;
   // Window drift (S per cycle) of the bottom and the top of the window: a device at cycle c has the
-  // window [g_min + window_drift_low c, g_max + window_drift_high c], the affine image of the
-  // reference window [g_min, g_max] (cycle 0, which the tables describe); at conductance G it
-  // behaves as the reference device at G_ref = g_min + (G − low(c)) / scale(c), scale(c) =
-  // width(c) / (g_max − g_min), its steps, spreads and read noise multiplied by scale(c). 0 = off.
+  // window [g_min + window_drift_low c, g_max + window_drift_high c], the image of the reference
+  // window [g_min, g_max] (cycle 0, which the tables describe) under WindowMap; at conductance G it
+  // behaves as the reference device at G_ref = WindowMap::reference(G), its steps, spreads and
+  // read noise multiplied by the local stretch WindowMap::stretch(G_ref). 0 = off.
   double window_drift_low = 0, window_drift_high = 0;
   // Read (measurement) noise: a read of the state G returns G + read_std(G) · N(0, 1), fresh for
   // every read, the state unchanged. One value per node of g_nodes (interpolated like the step
