@@ -177,21 +177,11 @@ std::string charlm_train_command(const TrainOptions& options, const CharLmTrainO
   }
   require_brown(config.data);
   check_shape(run.model);
-  training::parse_training_method(config.method);
-  training::parse_ste_backward(config.ste_backward);
   if (run.steps < 1) throw UserError(fmt::format("--steps = {}: must be >= 1", run.steps));
   if (run.validation_limit < 0)
     throw UserError(fmt::format("--validation-limit = {}: must be >= 0 characters (0 = all)", run.validation_limit));
-  if (!(config.train_read_time_s >= 0))
-    throw UserError(fmt::format("--train-read-time = {}: must be >= 0 s", config.train_read_time_s));
-  training::TrainerOptions trainer_options;
-  trainer_options.batch = config.batch;
-  trainer_options.learning_rate = config.learning_rate;
-  trainer_options.optimizer = config.optimizer;
-  trainer_options.validate();
-  const std::filesystem::path output = options.output.empty() ? options.resume : options.output;
-  if (output.empty()) throw UserError("-o RUN.h5 is required (where the checkpoint is written)");
-  require_writable_folder(output);
+  const training::TrainerOptions trainer_options = checked_trainer_options(config);
+  const std::filesystem::path output = checkpoint_output(options.output, options.resume);
 
   const models::BrownCorpus corpus = load_corpus(run.split_seed);
   const models::RandomWindowSampler sampler(corpus.train.ids, run.model.context, config.batch, config.seed);

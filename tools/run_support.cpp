@@ -66,6 +66,26 @@ void require_writable_folder(const std::filesystem::path& output) {
     throw core::UserError(fmt::format("-o {}: the folder {} does not exist", output.string(), folder.string()));
 }
 
+training::TrainerOptions checked_trainer_options(const training::RunConfig& config) {
+  training::parse_training_method(config.method);
+  training::parse_ste_backward(config.ste_backward);
+  if (!(config.train_read_time_s >= 0))
+    throw core::UserError(fmt::format("--train-read-time = {}: must be >= 0 s", config.train_read_time_s));
+  training::TrainerOptions trainer_options;
+  trainer_options.batch = config.batch;
+  trainer_options.learning_rate = config.learning_rate;
+  trainer_options.optimizer = config.optimizer;
+  trainer_options.validate();
+  return trainer_options;
+}
+
+std::filesystem::path checkpoint_output(const std::filesystem::path& output, const std::filesystem::path& resume) {
+  const std::filesystem::path path = output.empty() ? resume : output;
+  if (path.empty()) throw core::UserError("-o RUN.h5 is required (where the checkpoint is written)");
+  require_writable_folder(path);
+  return path;
+}
+
 std::string megabytes(double bytes) { return fmt::format("{:.0f} MB", bytes / 1e6); }
 
 }  // namespace xbar::tools

@@ -22,6 +22,7 @@
 #include "training/checkpoint.hpp"
 #include "training/layers.hpp"
 #include "training/network.hpp"
+#include "training/trainer.hpp"
 
 namespace xbar::tools {
 
@@ -54,6 +55,14 @@ void restore_buffers(training::Layer& model, const std::vector<Eigen::MatrixXd>&
 
 // Throws a UserError naming -o when the folder of `output` does not exist.
 void require_writable_folder(const std::filesystem::path& output);
+
+// The checks every model's run configuration shares (--method, --ste-backward, --train-read-time)
+// and the optimiser settings it gives the trainer (checked too); UserError naming the option.
+training::TrainerOptions checked_trainer_options(const training::RunConfig& config);
+
+// Where `xbar train` writes its checkpoint: -o, or else the run being resumed; a UserError when
+// neither is given or the folder does not exist.
+std::filesystem::path checkpoint_output(const std::filesystem::path& output, const std::filesystem::path& resume);
 
 // "123 MB".
 std::string megabytes(double bytes);

@@ -148,22 +148,12 @@ std::string train_command(const TrainOptions& options) {
     config.train_read_time_s = options.train_read_time_s.value_or(0.0);
   }
   require_known_data(config.data);
-  training::parse_training_method(config.method);
-  training::parse_ste_backward(config.ste_backward);
   if (config.train_limit < 0) throw UserError(fmt::format("--train-limit = {}: must be >= 0", config.train_limit));
-  if (!(config.train_read_time_s >= 0))
-    throw UserError(fmt::format("--train-read-time = {}: must be >= 0 s", config.train_read_time_s));
   if (!(config.lr_decay > 0 && config.lr_decay <= 1))
     throw UserError(fmt::format("--lr-decay = {}: must be in (0, 1]", config.lr_decay));
   if (options.epochs < 1) throw UserError(fmt::format("--epochs = {}: must be >= 1", options.epochs));
-  training::TrainerOptions trainer_options;
-  trainer_options.batch = config.batch;
-  trainer_options.learning_rate = config.learning_rate;
-  trainer_options.optimizer = config.optimizer;
-  trainer_options.validate();
-  const std::filesystem::path output = options.output.empty() ? options.resume : options.output;
-  if (output.empty()) throw UserError("-o RUN.h5 is required (where the checkpoint is written)");
-  require_writable_folder(output);
+  const training::TrainerOptions trainer_options = checked_trainer_options(config);
+  const std::filesystem::path output = checkpoint_output(options.output, options.resume);
 
   const std::unique_ptr<training::LayerFactory> factory = make_factory(card, config);
   core::RandomStream init = model_init_stream(config.seed);
