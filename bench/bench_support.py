@@ -64,10 +64,10 @@ def print_table(header, rows):
 
 def print_cost_table(cost, time_key, time_header, time_format):
     """The training cost of nat, nat-full and ste side by side: time (cost[method][time_key], in
-    time_format) and peak memory, and both relative to nat-full."""
+    time_format) and peak memory, and both relative to nat-full; rows in the order of `cost`."""
     full = cost["nat-full"]
     rows = []
-    for method in COST_METHODS:
+    for method in cost:
         c = cost[method]
         ratio = full[time_key] / c[time_key]
         saved = 1 - c["peak_rss_bytes"] / full["peak_rss_bytes"]

@@ -2,13 +2,15 @@
 """The PyTorch reference of an ideal xbar LeNet epoch: the same network (`lenet` or `lenet-wide` of
 models/networks.hpp), data (Debian's dataset-fashion-mnist, pixels / 255), initialisation (He normal
 before each ReLU, Glorot uniform for the last layer, zero biases), optimiser (Adam, lr 1e-3), batch
-(128) and epoch order (a fresh shuffle per epoch), trained on the CPU with a chosen thread count.
+(128), learning-rate schedule (`--lr`, `--lr-decay` per epoch), augmentation (`--augment flip`: each
+image mirrored left-right with probability 1/2) and epoch order (a fresh shuffle per epoch), trained on the CPU with a chosen thread count.
 Prints the wall time of each epoch's training steps and the test accuracy after it, then the
 median epoch time, so that `xbar train --method ideal` can be compared on the same machine in the
 same run (bench/train_compare.py does not do this: it needs Debian's python3-torch, not a
 dependency of xbar).
 
 Usage: bench/pytorch_lenet.py [--model lenet|lenet-wide] [--epochs 3] [--threads 2] [--seed 1]
+                              [--lr 1e-3] [--lr-decay 1] [--augment none|flip]
 """
 import argparse
 import gzip
@@ -53,25 +55,34 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr-decay", type=float, default=1.0)
+    parser.add_argument("--augment", choices=["none", "flip"], default="none")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     x_train, y_train = idx(f"{DATA}/train-images-idx3-ubyte.gz"), idx(f"{DATA}/train-labels-idx1-ubyte.gz")
     x_test, y_test = idx(f"{DATA}/t10k-images-idx3-ubyte.gz"), idx(f"{DATA}/t10k-labels-idx1-ubyte.gz")
     net = network(args.model)
-    optimiser = torch.optim.Adam(net.parameters(), lr=1e-3)
+    optimiser = torch.optim.Adam(net.parameters(), lr=args.lr)
     loss_fn = nn.CrossEntropyLoss()
     times = []
     print(f"pytorch {torch.__version__}: {args.model}, {args.threads} thread(s), batch {args.batch}, "
-          f"{len(x_train)} training images")
+          f"{len(x_train)} training images, adam lr {args.lr} x {args.lr_decay}^(epoch-1), augment {args.augment}")
     for epoch in range(1, args.epochs + 1):
+        for group in optimiser.param_groups:
+            group["lr"] = args.lr * args.lr_decay ** (epoch - 1)
         order = torch.randperm(len(x_train))
         start = time.perf_counter()
         net.train()
         for i in range(0, len(order), args.batch):
             batch = order[i:i + args.batch]
+            images = x_train[batch]
+            if args.augment == "flip":
+                mirror = torch.rand(len(batch)) < 0.5
+                images = torch.where(mirror[:, None, None, None], images.flip(3), images)
             optimiser.zero_grad()
-            loss = loss_fn(net(x_train[batch]), y_train[batch])
+            loss = loss_fn(net(images), y_train[batch])
             loss.backward()
             optimiser.step()
         times.append(time.perf_counter() - start)

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 
@@ -200,6 +201,15 @@ Dataset load_fashion_mnist(const fs::path& folder, Split split, std::size_t limi
 
 Dataset load_fashion_mnist(Split split, std::size_t limit) {
   return load_fashion_mnist(default_fashion_mnist_dir(), split, limit);
+}
+
+void random_horizontal_flip(Eigen::MatrixXd& images, int rows, int cols, core::RandomStream& rng) {
+  if (rows <= 0 || cols <= 0 || images.rows() != static_cast<Eigen::Index>(rows) * cols)
+    throw std::invalid_argument("random_horizontal_flip: images are not rows × cols pixels");
+  for (Eigen::Index j = 0; j < images.cols(); ++j) {
+    if (rng.uniform() >= 0.5) continue;
+    for (int r = 0; r < rows; ++r) images.col(j).segment(static_cast<Eigen::Index>(r) * cols, cols).reverseInPlace();
+  }
 }
 
 std::vector<int> shuffled_order(std::size_t n, core::RandomStream& rng) {

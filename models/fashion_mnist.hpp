@@ -51,6 +51,10 @@ Eigen::MatrixXd read_idx_images(const std::filesystem::path& file, std::size_t l
                                 int* cols = nullptr);
 Eigen::VectorXi read_idx_labels(const std::filesystem::path& file, std::size_t limit);
 
+// Training-time augmentation: mirrors each image (a column of `images`, rows × cols pixels
+// row-major) left to right with probability 1/2, one draw from `rng` per column in column order.
+void random_horizontal_flip(Eigen::MatrixXd& images, int rows, int cols, core::RandomStream& rng);
+
 // A permutation of 0..n-1 (Fisher-Yates) drawn from `rng`: same stream, same order.
 std::vector<int> shuffled_order(std::size_t n, core::RandomStream& rng);
 

@@ -74,9 +74,8 @@ std::size_t parameter_count(training::Layer& model) {
 std::string summary_text(const training::RunConfig& config, const models::CharLmRun& run, std::size_t parameters,
                          std::uint64_t global_step, const std::filesystem::path& output, bool trained) {
   std::string text = fmt::format(
-      "xbar train: charlm ({}; {} parameters) on {} with method {}{}, seed {}, batch {} x {} characters, {} lr {}\n",
-      shape_text(run.model), parameters, config.data, config.method,
-      config.method == "ste" ? " (backward " + config.ste_backward + ")" : "", config.seed, config.batch,
+      "xbar train: charlm ({}; {} parameters) on {} with method {}, seed {}, batch {} x {} characters, {} lr {}\n",
+      shape_text(run.model), parameters, config.data, method_text(config), config.seed, config.batch,
       run.model.context, config.optimizer, config.learning_rate);
   text += "   step  train_loss  val_loss  val_bits/char  wall_s  s_per_step  peak_memory\n";
   double train_time = 0;
@@ -120,6 +119,8 @@ std::string charlm_train_command(const TrainOptions& options, const CharLmTrainO
                     "the validation split at each checkpoint");
   if (options.lr_decay)
     throw UserError("--lr-decay: applies to the epochs of mlp and lenet; a charlm run trains at a constant --lr");
+  if (options.augment)
+    throw UserError("--augment: applies to the images of mlp and lenet, not to a charlm run");
 
   training::RunConfig config;
   training::RunProgress progress;
@@ -141,6 +142,7 @@ std::string charlm_train_command(const TrainOptions& options, const CharLmTrainO
     require_same("--optimizer", options.optimizer, config.optimizer, file);
     require_same("--seed", options.seed, config.seed, file);
     require_same("--train-read-time", options.train_read_time_s, config.train_read_time_s, file);
+    require_same("--train-calibrate-columns", options.train_column_calibration, config.train_column_calibration, file);
     require_same("--data", options.data, config.data, file);
     require_same("--context", lm.context, run.model.context, file);
     require_same("--width", lm.width, run.model.width, file);
@@ -166,6 +168,7 @@ std::string charlm_train_command(const TrainOptions& options, const CharLmTrainO
     config.optimizer = options.optimizer.value_or("adam");
     config.train_limit = 0;
     config.train_read_time_s = options.train_read_time_s.value_or(0.0);
+    config.train_column_calibration = options.train_column_calibration.value_or(false);
     run.model.vocab_size = models::CharVocabulary::size;
     run.model.context = lm.context.value_or(run.model.context);
     run.model.width = lm.width.value_or(run.model.width);

@@ -161,7 +161,7 @@ int main(int argc, char** argv) {
   // `xbar train` and `xbar eval`: train a network against the simulator, score it on fresh
   // hardware over time (tools/train.hpp).
   xbar::tools::TrainOptions train_options;
-  std::string train_model, train_data, train_method, train_ste_backward, train_optimizer;
+  std::string train_model, train_data, train_method, train_ste_backward, train_optimizer, train_augment;
   int train_batch = 128;
   double train_lr = 1e-3, train_lr_decay = 1, train_read_time = 0;
   std::int64_t train_limit = 0;
@@ -192,6 +192,14 @@ int main(int argc, char** argv) {
   CLI::Option* train_seed_opt = train->add_option("--seed", train_seed, "Seed of every random stream (default: the card's)");
   CLI::Option* train_read_time_opt = train->add_option(
       "--train-read-time", train_read_time, "Seconds after programming at which the training hardware is read (default 0)");
+  CLI::Option* train_augment_opt = train->add_option(
+      "--augment", train_augment,
+      "Training-image augmentation: none (default) or flip (each image mirrored left-right with probability 1/2)");
+  bool train_calibrate = false;
+  CLI::Option* train_calibrate_opt = train->add_flag(
+      "--train-calibrate-columns", train_calibrate,
+      "ste: fit and apply a gain and offset per output onto the ideal layer in every training forward (the "
+      "correction of xbar eval --calibrate-columns), so the network trains through calibrated hardware");
   train->add_option("--set", train_options.overrides, "Override a card value, key.path=value; repeatable")
       ->allow_extra_args(false);
   train->add_option("-o,--output", train_options.output, "Checkpoint to write (HDF5; rewritten after every epoch)");
@@ -290,6 +298,8 @@ int main(int argc, char** argv) {
       if (train_limit_opt->count()) train_options.train_limit = train_limit;
       if (train_seed_opt->count()) train_options.seed = train_seed;
       if (train_read_time_opt->count()) train_options.train_read_time_s = train_read_time;
+      if (train_augment_opt->count()) train_options.augment = train_augment;
+      if (train_calibrate_opt->count()) train_options.train_column_calibration = true;
       if (train_options.model == std::string("charlm") ||
           (!train_options.model && xbar::tools::is_charlm_checkpoint(train_options.resume))) {
         if (charlm_opts[0]->count()) charlm_options.steps = charlm_steps;

@@ -37,6 +37,7 @@ std::unique_ptr<training::LayerFactory> make_factory(const core::Card& card, con
   options.method = method;
   options.ste_backward = training::parse_ste_backward(config.ste_backward);
   options.train_read_time_s = config.train_read_time_s;
+  options.train_column_calibration = config.train_column_calibration;
   return std::make_unique<training::AnalogLayerFactory>(card, devices::builtin_devices(), options);
 }
 
@@ -45,7 +46,8 @@ std::unique_ptr<training::AnalogLayerFactory> make_evaluation_factory(const core
   training::AnalogOptions analog;
   analog.method = training::TrainingMethod::ideal;
   analog.train_read_time_s = config.train_read_time_s;
-  analog.calibration_target = training::calibration_target_for(training::parse_training_method(config.method));
+  analog.calibration_target = training::calibration_target_for(training::parse_training_method(config.method),
+                                                                config.train_column_calibration);
   return std::make_unique<training::AnalogLayerFactory>(card, devices::builtin_devices(), analog);
 }
 
@@ -71,12 +73,21 @@ training::TrainerOptions checked_trainer_options(const training::RunConfig& conf
   training::parse_ste_backward(config.ste_backward);
   if (!(config.train_read_time_s >= 0))
     throw core::UserError(fmt::format("--train-read-time = {}: must be >= 0 s", config.train_read_time_s));
+  if (config.train_column_calibration && config.method != "ste")
+    throw core::UserError(fmt::format("--train-calibrate-columns: calibrates the hardware outputs of --method ste; "
+                                      "the run's method is {}", config.method));
   training::TrainerOptions trainer_options;
   trainer_options.batch = config.batch;
   trainer_options.learning_rate = config.learning_rate;
   trainer_options.optimizer = config.optimizer;
   trainer_options.validate();
   return trainer_options;
+}
+
+std::string method_text(const training::RunConfig& config) {
+  if (config.method != "ste") return config.method;
+  return fmt::format("ste (backward {}{})", config.ste_backward,
+                     config.train_column_calibration ? ", columns calibrated in training" : "");
 }
 
 std::filesystem::path checkpoint_output(const std::filesystem::path& output, const std::filesystem::path& resume) {

@@ -60,6 +60,10 @@ void require_writable_folder(const std::filesystem::path& output);
 // and the optimiser settings it gives the trainer (checked too); UserError naming the option.
 training::TrainerOptions checked_trainer_options(const training::RunConfig& config);
 
+// The method as the summaries name it: "nat", "ste (backward effective)", "ste (backward
+// effective, columns calibrated in training)".
+std::string method_text(const training::RunConfig& config);
+
 // Where `xbar train` writes its checkpoint: -o, or else the run being resumed; a UserError when
 // neither is given or the folder does not exist.
 std::filesystem::path checkpoint_output(const std::filesystem::path& output, const std::filesystem::path& resume);

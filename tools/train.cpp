@@ -75,11 +75,11 @@ class ProgressReporter {
 
 std::string summary_text(const training::RunConfig& config, const training::RunProgress& progress,
                          const std::filesystem::path& output, int epochs_this_run) {
-  std::string text = fmt::format("xbar train: {} on {} with method {}{}, seed {}, batch {}, {} lr {}{}\n", config.model,
-                                 config.data, config.method,
-                                 config.method == "ste" ? " (backward " + config.ste_backward + ")" : "", config.seed,
+  std::string text = fmt::format("xbar train: {} on {} with method {}, seed {}, batch {}, {} lr {}{}\n", config.model,
+                                 config.data, method_text(config), config.seed,
                                  config.batch, config.optimizer, config.learning_rate,
                                  config.lr_decay != 1.0 ? fmt::format(" × {}^(epoch−1)", config.lr_decay) : "");
+  if (config.augment != "none") text.insert(text.size() - 1, ", augment " + config.augment);
   text += "epoch  train_loss  train_acc  test_acc  wall_s  train_s  peak_memory\n";
   for (const auto& m : progress.history) {
     text += fmt::format("{:5d}  {:10.4f}  {:9.4f}  {:8.4f}  {:6.1f}  {:7.1f}  {}\n", m.epoch, m.train_loss,
@@ -126,7 +126,9 @@ std::string train_command(const TrainOptions& options) {
     require_same("--train-limit", options.train_limit, config.train_limit, file);
     require_same("--seed", options.seed, config.seed, file);
     require_same("--train-read-time", options.train_read_time_s, config.train_read_time_s, file);
+    require_same("--train-calibrate-columns", options.train_column_calibration, config.train_column_calibration, file);
     require_same("--data", options.data, config.data, file);
+    require_same("--augment", options.augment, config.augment, file);
     card = resumed_run_card(config, options.card, options.overrides, options.seed, file);
     progress = checkpoint->progress;
   } else {
@@ -146,13 +148,23 @@ std::string train_command(const TrainOptions& options) {
     config.optimizer = options.optimizer.value_or("adam");
     config.train_limit = options.train_limit.value_or(0);
     config.train_read_time_s = options.train_read_time_s.value_or(0.0);
+    config.train_column_calibration = options.train_column_calibration.value_or(false);
+    config.augment = options.augment.value_or("none");
   }
   require_known_data(config.data);
+  if (config.augment != "none" && config.augment != "flip")
+    throw UserError(fmt::format("--augment = '{}': expected none or flip", config.augment));
   if (config.train_limit < 0) throw UserError(fmt::format("--train-limit = {}: must be >= 0", config.train_limit));
   if (!(config.lr_decay > 0 && config.lr_decay <= 1))
     throw UserError(fmt::format("--lr-decay = {}: must be in (0, 1]", config.lr_decay));
   if (options.epochs < 1) throw UserError(fmt::format("--epochs = {}: must be >= 1", options.epochs));
-  const training::TrainerOptions trainer_options = checked_trainer_options(config);
+  training::TrainerOptions trainer_options = checked_trainer_options(config);
+  if (config.augment == "flip") {
+    trainer_options.augment = [seed = config.seed](Eigen::MatrixXd& images, std::uint64_t step) {
+      core::RandomStream rng(seed, "augment_flip", {step});
+      models::random_horizontal_flip(images, models::fashion_mnist_rows, models::fashion_mnist_cols, rng);
+    };
+  }
   const std::filesystem::path output = checkpoint_output(options.output, options.resume);
 
   const std::unique_ptr<training::LayerFactory> factory = make_factory(card, config);

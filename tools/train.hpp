@@ -29,6 +29,8 @@ struct TrainOptions {
   std::size_t test_limit = 0;                 // first N test images scored after each epoch (0 = all)
   std::optional<std::uint64_t> seed;          // default: the card's seed
   std::optional<double> train_read_time_s;    // read time of the training hardware (s; default 0)
+  std::optional<std::string> augment;         // none (default) | flip (mlp, lenet)
+  std::optional<bool> train_column_calibration;  // ste: per-column calibration in every training forward
   std::filesystem::path output;               // -o RUN.h5 (default with --resume: the resumed file)
   std::filesystem::path resume;               // --resume RUN.h5
 };

@@ -52,7 +52,8 @@ std::string to_string(SteBackward backward) {
   return "?";
 }
 
-CalibrationTarget calibration_target_for(TrainingMethod method) {
+CalibrationTarget calibration_target_for(TrainingMethod method, bool train_column_calibration) {
+  if (train_column_calibration) return CalibrationTarget::ideal_layer;
   return method == TrainingMethod::ste || method == TrainingMethod::nat_full ? CalibrationTarget::nominal_hardware
                                                                               : CalibrationTarget::ideal_layer;
 }
@@ -126,6 +127,26 @@ ConductanceStatistics tabulate_device(const core::Card& card, const devices::Dev
     table.sigma.push_back(std::sqrt((g.row(l).array() - mean).square().sum() / (cells - 1.0)));
   }
   return table;
+}
+
+// Least squares per output k (a row): target_k ≈ gain_k · y_k + offset_k over the columns (a
+// constant output gets gain 1).
+void fit_gain_offset(const Eigen::MatrixXd& y, const Eigen::MatrixXd& target, Eigen::VectorXd& gain,
+                     Eigen::VectorXd& offset) {
+  gain.resize(y.rows());
+  offset.resize(y.rows());
+  const double n = static_cast<double>(y.cols());
+  for (Eigen::Index k = 0; k < y.rows(); ++k) {
+    const double mh = y.row(k).mean(), mt = target.row(k).mean();
+    const double var = (y.row(k).array() - mh).square().sum();
+    const double cov = ((y.row(k).array() - mh) * (target.row(k).array() - mt)).sum();
+    gain[k] = var > 1e-300 * n ? cov / var : 1.0;
+    offset[k] = mt - gain[k] * mh;
+  }
+}
+
+void apply_gain_offset(const Eigen::VectorXd& gain, const Eigen::VectorXd& offset, Eigen::MatrixXd& y) {
+  y = (y.array().colwise() * gain.array()).colwise() + offset.array();
 }
 
 double percentile_abs(const Eigen::Ref<const Eigen::RowVectorXd>& values, double percentile) {
@@ -452,6 +473,13 @@ class AnalogMatrix {
         saved_map_ = hardware_map(true);
         break;
     }
+    if (shared_->options.train_column_calibration) {
+      const double clip = weight_clip_(0, 0);
+      Eigen::VectorXd gain, offset;
+      fit_gain_offset(y, weight.cwiseMax(-clip).cwiseMin(clip) * x, gain, offset);
+      apply_gain_offset(gain, offset, y);
+      if (saved_map_.size()) saved_map_ = gain.asDiagonal() * saved_map_;
+    }
     return y;
   }
 
@@ -474,9 +502,7 @@ class AnalogMatrix {
     // get when scoring.
     if (ctx.phase == HardwarePhase::calibrate_columns) fit_columns(weight, x, y);
     const bool corrected = ctx.phase == HardwarePhase::calibrate_columns || ctx.column_calibration;
-    if (corrected && column_gain_.size() == out_) {
-      y = (y.array().colwise() * column_gain_.array()).colwise() + column_offset_.array();
-    }
+    if (corrected && column_gain_.size() == out_) apply_gain_offset(column_gain_, column_offset_, y);
     return y;
   }
 
@@ -513,19 +539,10 @@ class AnalogMatrix {
   // network was trained to expect (AnalogOptions::calibration_target).
   void fit_columns(const Eigen::MatrixXd& weight, const Eigen::MatrixXd& x, const Eigen::MatrixXd& y) {
     const double clip = weight_clip_(0, 0);
-    const Eigen::MatrixXd ideal = shared_->options.calibration_target == CalibrationTarget::nominal_hardware
-                                      ? nominal_outputs(weight, x)
-                                      : Eigen::MatrixXd(weight.cwiseMax(-clip).cwiseMin(clip) * x);
-    column_gain_.resize(out_);
-    column_offset_.resize(out_);
-    const double n = static_cast<double>(y.cols());
-    for (Eigen::Index k = 0; k < out_; ++k) {
-      const double mh = y.row(k).mean(), mi = ideal.row(k).mean();
-      const double var = (y.row(k).array() - mh).square().sum();
-      const double cov = ((y.row(k).array() - mh) * (ideal.row(k).array() - mi)).sum();
-      column_gain_[k] = var > 1e-300 * n ? cov / var : 1.0;
-      column_offset_[k] = mi - column_gain_[k] * mh;
-    }
+    const Eigen::MatrixXd target = shared_->options.calibration_target == CalibrationTarget::nominal_hardware
+                                       ? nominal_outputs(weight, x)
+                                       : Eigen::MatrixXd(weight.cwiseMax(-clip).cwiseMin(clip) * x);
+    fit_gain_offset(y, target, column_gain_, column_offset_);
   }
 
   // ---- nat-full --------------------------------------------------------------------------------
@@ -806,6 +823,9 @@ AnalogLayerFactory::AnalogLayerFactory(const core::Card& card, const devices::De
   shared_->registry = &registry;
   shared_->options = options;
   shared_->context = context_;
+  if (options.train_column_calibration && options.method != TrainingMethod::ste)
+    throw std::invalid_argument("AnalogOptions::train_column_calibration calibrates the ste forward; method is " +
+                                to_string(options.method));
   if (options.method == TrainingMethod::ste && options.ste_backward == SteBackward::effective) {
     if (card.solver.method != "auto" && card.solver.method != "effective")
       throw core::UserError(card.file.string() + ": --ste-backward effective reads the exact Jacobian from the "

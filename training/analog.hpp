@@ -42,6 +42,13 @@
 //              effective  dL/dx = J_effᵀ dL/dy with J_eff the exact Jacobian of the tile's linear
 //                         circuit (from the effective matrix M, IR drop included), dL/dW as above
 //            Each stores x and, for programmed / effective, one out × in matrix per layer.
+//            With column calibration in training (AnalogOptions::train_column_calibration), the
+//            forward also fits one gain g and offset c per output on the mini-batch itself, by
+//            least squares of the ideal layer W_clip x on the hardware outputs, and returns
+//            g ⊙ y + c: the correction `xbar eval --calibrate-columns` applies, so the network
+//            trains through the calibrated hardware it will be scored on. The backward's matrix
+//            (programmed, effective) then carries the gains, diag(g) W_prog or diag(g) J_eff;
+//            clean stays W_clip, which is what the calibration maps onto.
 #pragma once
 
 #include <cstdint>
@@ -73,14 +80,16 @@ enum class CalibrationTarget {
                      // targets, no faults, no read noise or drift, ideal ADC) but with the
                      // wires: networks trained through the circuit (ste, nat-full)
 };
-// The target for a network trained with `method`.
-CalibrationTarget calibration_target_for(TrainingMethod method);
+// The target for a network trained with `method`, with or without column calibration in
+// training (which calibrates onto the ideal layer, so the network expects that).
+CalibrationTarget calibration_target_for(TrainingMethod method, bool train_column_calibration = false);
 
 struct AnalogOptions {
   TrainingMethod method = TrainingMethod::ste;
   SteBackward ste_backward = SteBackward::effective;
   double train_read_time_s = 0;  // read time of the hardware seen in training (s after programming)
   CalibrationTarget calibration_target = CalibrationTarget::ideal_layer;
+  bool train_column_calibration = false;  // ste: calibrate every output onto the ideal layer in each training forward
   int vectors_per_chunk = 2048;  // input vectors per tile call: bounds the working memory, keeps it in cache
 };
 

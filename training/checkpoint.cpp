@@ -83,6 +83,8 @@ void save_checkpoint(const std::filesystem::path& path, const RunConfig& config,
   out.set_attribute("/", "optimizer", config.optimizer);
   out.set_attribute("/", "train_limit", config.train_limit);
   out.set_attribute("/", "train_read_time_s", config.train_read_time_s);
+  out.set_attribute("/", "augment", config.augment);
+  out.set_attribute("/", "train_column_calibration", static_cast<std::int64_t>(config.train_column_calibration));
   out.set_attribute("/", "epochs_completed", static_cast<std::int64_t>(progress.epochs_completed));
   out.set_attribute("/", "global_step", static_cast<std::int64_t>(progress.global_step));
 
@@ -163,6 +165,16 @@ Checkpoint read_checkpoint(const std::filesystem::path& path) {
   config.optimizer = in.attribute_string("/", "optimizer");
   config.train_limit = in.attribute_int("/", "train_limit");
   config.train_read_time_s = in.attribute_double("/", "train_read_time_s");
+  try {
+    config.augment = in.attribute_string("/", "augment");
+  } catch (const core::UserError&) {
+    config.augment = "none";  // runs written before augmentation existed trained without it
+  }
+  try {
+    config.train_column_calibration = in.attribute_int("/", "train_column_calibration") != 0;
+  } catch (const core::UserError&) {
+    config.train_column_calibration = false;  // written before the option existed
+  }
   c.progress.epochs_completed = static_cast<int>(in.attribute_int("/", "epochs_completed"));
   c.progress.global_step = static_cast<std::uint64_t>(in.attribute_int("/", "global_step"));
 

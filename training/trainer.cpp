@@ -64,6 +64,7 @@ EpochTrainResult Trainer::train_epoch(const Eigen::MatrixXd& inputs, const Eigen
     const std::size_t begin = step * batch, end = std::min(n, begin + batch);
     x.resize(inputs.rows(), static_cast<Eigen::Index>(end - begin));
     for (std::size_t i = begin; i < end; ++i) x.col(static_cast<Eigen::Index>(i - begin)) = inputs.col(order[i]);
+    if (options_.augment) options_.augment(x, global_step_);
     const std::vector<int> y = labels_of(labels, order, begin, end);
     const StepResult result = train_step(x, y);
     const Eigen::MatrixXd& logits = result.logits;

@@ -31,6 +31,9 @@ struct TrainerOptions {
   double learning_rate = 1e-3;    // optimiser step size (> 0)
   std::string optimizer = "adam"; // "adam" (β1 0.9, β2 0.999, ε 1e-8) or "sgd" (momentum 0.9)
   int test_batch = 500;           // images per forward when scoring (bounds the memory; > 0)
+  // Training-time augmentation applied by train_epoch to each assembled mini-batch (features ×
+  // images) before its step, given the global step (so a resumed run draws the same); none if empty.
+  std::function<void(Eigen::MatrixXd& batch, std::uint64_t global_step)> augment;
   // Throws core::UserError naming the option ("--batch", "--lr", "--optimizer") and the value.
   void validate() const;
 };

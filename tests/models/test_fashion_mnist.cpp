@@ -135,6 +135,32 @@ TEST(FashionMnist, ShuffledOrderIsASeededPermutation) {
   EXPECT_EQ(shuffled_order(1, a), std::vector<int>{0});
 }
 
+TEST(FashionMnist, RandomHorizontalFlipMirrorsAboutHalfOfTheImagesExactly) {
+  // 2000 random 4 × 3 "images"; each column either unchanged or its rows reversed.
+  RandomStream fill(5, "images");
+  Eigen::MatrixXd images(12, 2000);
+  for (Eigen::Index k = 0; k < images.size(); ++k) images.data()[k] = fill.uniform();
+  Eigen::MatrixXd flipped = images, again = images;
+  RandomStream a(9, "augment_flip"), b(9, "augment_flip");
+  random_horizontal_flip(flipped, 4, 3, a);
+  random_horizontal_flip(again, 4, 3, b);
+  EXPECT_EQ(flipped, again) << "same stream, same flips";
+  int mirrored = 0;
+  for (Eigen::Index j = 0; j < images.cols(); ++j) {
+    if (flipped.col(j) == images.col(j)) continue;
+    ++mirrored;
+    for (int r = 0; r < 4; ++r)
+      for (int c = 0; c < 3; ++c) ASSERT_EQ(flipped(r * 3 + c, j), images(r * 3 + 2 - c, j)) << j;
+  }
+  // Binomial(2000, 1/2): mean 1000, sd 22.4; ±5 sd.
+  EXPECT_NEAR(mirrored, 1000, 112);
+  // Flipping twice with the same draws restores the images.
+  RandomStream c(9, "augment_flip");
+  random_horizontal_flip(flipped, 4, 3, c);
+  EXPECT_EQ(flipped, images);
+  EXPECT_THROW(random_horizontal_flip(flipped, 5, 3, c), std::invalid_argument);
+}
+
 // The real data of the Debian package dataset-fashion-mnist (installed by scripts/setup.sh): a hard
 // requirement, not skipped. Reference values come from an independent read with Python's gzip+struct.
 TEST(FashionMnist, DebianDataHaveTheDocumentedShapeAndLabels) {

@@ -245,6 +245,7 @@ TEST_F(CharLmCli, MistakesAreUserErrorsThatLeaveNoFile) {
       {base + " --context 0 -o " + out("a.h5"), "--context"},
       {"train --card cards/ideal.yaml --model charlm --steps 0 -o " + out("a.h5"), "--steps"},
       {base + " --lr-decay 0.5 -o " + out("a.h5"), "--lr-decay"},
+      {base + " --augment flip -o " + out("a.h5"), "--augment"},
       {base + " --method magic -o " + out("a.h5"), "magic"},
       {base, "-o"},
       {"train --card cards/ideal.yaml --model mlp --steps 5 -o " + out("a.h5"), "--model charlm"},

@@ -124,6 +124,29 @@ TEST_F(TrainCli, ResumedRunEqualsTheStraightRunAndThreadsChangeNothing) {
   EXPECT_FALSE(fs::exists(dir_ / "x.h5"));
 }
 
+TEST_F(TrainCli, FlipAugmentationIsStoredAndResumesBitIdentically) {
+  const std::string run = "train --card cards/ideal.yaml --model lenet --test-limit 20 --batch 64 --augment flip";
+  ASSERT_EQ(xbar(run + " --epochs 2 -o " + out("straight.h5")).exit_code, 0);
+  const Outcome half = xbar(run + " --epochs 1 -o " + out("half.h5"));
+  ASSERT_EQ(half.exit_code, 0) << half.err;
+  EXPECT_THAT(half.out, HasSubstr("augment flip"));
+  const Outcome resumed = xbar("train --resume " + out("half.h5") + " --epochs 2 --test-limit 20 -o " + out("resumed.h5"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  xbar::testing_support::expect_same_checkpoint_state(dir_ / "straight.h5", dir_ / "resumed.h5", {"/parameters"}, 24u);
+  EXPECT_EQ(xbar::core::TraceReader(dir_ / "resumed.h5").attribute_string("/", "augment"), "flip");
+  // The augmentation changes the run: the same run without it ends elsewhere.
+  ASSERT_EQ(xbar("train --card cards/ideal.yaml --model lenet --test-limit 20 --batch 64 --epochs 1 -o " +
+                 out("plain.h5")).exit_code, 0);
+  const xbar::core::TraceReader plain(dir_ / "plain.h5"), flipped(dir_ / "half.h5");
+  EXPECT_NE(plain.read_matrix("/parameters/conv1.weight"), flipped.read_matrix("/parameters/conv1.weight"));
+  EXPECT_EQ(plain.attribute_string("/", "augment"), "none");
+  // A resumed run keeps it.
+  const Outcome conflict = xbar("train --resume " + out("half.h5") + " --epochs 2 --augment none -o " + out("x.h5"));
+  EXPECT_EQ(conflict.exit_code, 2);
+  EXPECT_THAT(conflict.err, HasSubstr("--augment"));
+  EXPECT_FALSE(fs::exists(dir_ / "x.h5"));
+}
+
 TEST_F(TrainCli, EvalScoresTheCheckpointOnFreshHardwarePerReadTime) {
   ASSERT_EQ(xbar("train --card cards/ideal.yaml --model lenet --test-limit 20 --epochs 2 -o " + out("run.h5")).exit_code, 0);
   const std::string eval = "eval " + kAnalogCard + " --checkpoint " + out("run.h5") + " --repeats 2 --test-limit 20";
@@ -159,6 +182,29 @@ TEST_F(TrainCli, AnalogTrainingRunsAndResumesOnTheCard) {
   const xbar::core::TraceReader trace(dir_ / "resumed.h5");
   EXPECT_EQ(trace.attribute_string("/", "method"), "ste");
   EXPECT_TRUE(trace.exists("/buffers/conv1.input_scale")) << "analog layers keep their buffers";
+  EXPECT_EQ(trace.attribute_int("/", "train_column_calibration"), 0);
+}
+
+TEST_F(TrainCli, SteThroughCalibratedColumnsIsStoredResumedAndScored) {
+  const std::string run = "train " + kAnalogCard + " --model lenet --method ste --train-limit 32 --batch 16 "
+                          "--test-limit 8 --train-calibrate-columns";
+  ASSERT_EQ(xbar(run + " --epochs 2 -o " + out("straight.h5")).exit_code, 0);
+  const Outcome half = xbar(run + " --epochs 1 -o " + out("half.h5"));
+  ASSERT_EQ(half.exit_code, 0) << half.err;
+  EXPECT_THAT(half.out, HasSubstr("ste (backward effective, columns calibrated in training)"));
+  const Outcome resumed = xbar("train --resume " + out("half.h5") + " --epochs 2 --test-limit 8 -o " + out("resumed.h5"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  expect_same_state(dir_ / "straight.h5", dir_ / "resumed.h5");
+  EXPECT_EQ(xbar::core::TraceReader(dir_ / "resumed.h5").attribute_int("/", "train_column_calibration"), 1);
+  // The calibration changes what is trained: the run without it ends elsewhere.
+  ASSERT_EQ(xbar("train " + kAnalogCard + " --model lenet --method ste --train-limit 32 --batch 16 --test-limit 8 "
+                 "--epochs 1 -o " + out("plain.h5")).exit_code, 0);
+  EXPECT_NE(xbar::core::TraceReader(dir_ / "plain.h5").read_matrix("/parameters/fc2.weight"),
+            xbar::core::TraceReader(dir_ / "half.h5").read_matrix("/parameters/fc2.weight"));
+  const Outcome scored = xbar("eval " + kAnalogCard + " --checkpoint " + out("resumed.h5") +
+                              " --repeats 1 --test-limit 8 --calibrate-columns 8");
+  ASSERT_EQ(scored.exit_code, 0) << scored.err;
+  EXPECT_THAT(scored.out, HasSubstr("column calibration on 8"));
 }
 
 TEST_F(TrainCli, MistakesAreUserErrorsThatLeaveNoFile) {
@@ -172,6 +218,8 @@ TEST_F(TrainCli, MistakesAreUserErrorsThatLeaveNoFile) {
       {base + " --model mlp --optimizer rmsprop -o " + out("a.h5"), "rmsprop"},
       {base + " --model mlp --batch 0 -o " + out("a.h5"), "--batch"},
       {base + " --model mlp --lr-decay 1.5 -o " + out("a.h5"), "--lr-decay"},
+      {base + " --model mlp --augment crop -o " + out("a.h5"), "--augment"},
+      {base + " --model mlp --method nat --train-calibrate-columns -o " + out("a.h5"), "--train-calibrate-columns"},
       {base + " --model mlp --data cifar -o " + out("a.h5"), "cifar"},
       {base + " --model mlp -o " + out("missing/a.h5"), "missing"},
       {base + " --model mlp --set tile.rows=-3 -o " + out("a.h5"), "tile.rows"},

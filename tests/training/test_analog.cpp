@@ -45,10 +45,12 @@ struct Net {
 };
 
 Net linear_layer(const core::Card& card, training::TrainingMethod method, int in, int out,
-                 training::SteBackward backward = training::SteBackward::effective) {
+                 training::SteBackward backward = training::SteBackward::effective,
+                 bool train_column_calibration = false) {
   training::AnalogOptions options;
   options.method = method;
   options.ste_backward = backward;
+  options.train_column_calibration = train_column_calibration;
   Net net;
   net.factory = std::make_unique<training::AnalogLayerFactory>(card, devices::builtin_devices(), options);
   core::RandomStream rng(11, "init");
@@ -156,6 +158,53 @@ TEST(AnalogLayer, SteProgrammedBackwardIsTheMapOfTheReadConductances) {
   net.context->step = 1;
   net.layer->forward(x);
   EXPECT_GT(relative_error(net.layer->backward(dy), dx), 1e-3);
+}
+
+TEST(AnalogLayer, SteWithColumnCalibrationInTrainingFitsEachOutputOntoTheIdealLayer) {
+  // Wires, stuck cells and PCM noise, ideal converters; the same hardware (card, seed, step) with
+  // and without the calibration in the forward.
+  const core::Card card = card_with({"tile.wires.r_wl_segment=40", "tile.wires.r_bl_segment=40",
+                                     "device.model=pcm-joshi2020", "device.g_min=0",
+                                     "device.faults.stuck_high_rate=0.05"});
+  for (auto backward : {training::SteBackward::effective, training::SteBackward::programmed,
+                        training::SteBackward::clean}) {
+    SCOPED_TRACE(training::to_string(backward));
+    Net raw = linear_layer(card, training::TrainingMethod::ste, 10, 7, backward);
+    Net cal = linear_layer(card, training::TrainingMethod::ste, 10, 7, backward, true);
+    const Eigen::MatrixXd x = random_matrix(10, 40, 8, 0, 1), dy = random_matrix(7, 40, 9);
+    const Eigen::MatrixXd y_raw = raw.layer->forward(x), y_cal = cal.layer->forward(x);  // zero biases
+    const Eigen::MatrixXd& w = *cal.layer->parameters()[0];
+    const double clip = (*cal.layer->buffers()[1])(0, 0);
+    const Eigen::MatrixXd ideal = w.cwiseMax(-clip).cwiseMin(clip) * x;
+    Eigen::VectorXd gain(7);
+    for (Eigen::Index k = 0; k < 7; ++k) {
+      // y_cal is an affine function of y_raw per output ...
+      const Eigen::ArrayXd r = y_raw.row(k).array() - y_raw.row(k).mean();
+      const Eigen::ArrayXd c = y_cal.row(k).array() - y_cal.row(k).mean();
+      gain[k] = (r * c).sum() / r.square().sum();
+      EXPECT_LT((c - gain[k] * r).abs().maxCoeff(), 1e-12 * c.abs().maxCoeff()) << k;
+      // ... and the least-squares one onto the ideal layer: the residual has zero mean and is
+      // uncorrelated with the hardware output.
+      const Eigen::ArrayXd e = ideal.row(k).array() - y_cal.row(k).array();
+      EXPECT_LT(std::fabs(e.mean()), 1e-12 * ideal.row(k).cwiseAbs().maxCoeff()) << k;
+      EXPECT_LT(std::fabs((e * r).sum()), 1e-10 * std::sqrt(e.square().sum() * r.square().sum()) + 1e-300) << k;
+    }
+    EXPECT_GT((gain.array() - 1).abs().maxCoeff(), 0.05) << "the wires take part of the signal: gains above 1";
+    // Calibrated, the outputs are closer to the ideal layer.
+    EXPECT_LT((y_cal - ideal).norm(), 0.9 * (y_raw - ideal).norm());
+
+    // Backward: the uncalibrated matrix with the gains folded in (clean: the clipped weights).
+    cal.layer->zero_grad();
+    raw.layer->zero_grad();
+    const Eigen::MatrixXd dx_cal = cal.layer->backward(dy);
+    const Eigen::MatrixXd dx_raw =
+        raw.layer->backward(backward == training::SteBackward::clean ? dy : Eigen::MatrixXd(gain.asDiagonal() * dy));
+    EXPECT_LT(relative_error(dx_cal, dx_raw), 1e-9);
+    const Eigen::MatrixXd dw = (dy * x.transpose()).array() * (w.array().abs() <= clip).cast<double>();
+    EXPECT_LT(relative_error(*cal.layer->gradients()[0], dw), 1e-14);
+  }
+  EXPECT_THROW(linear_layer(card, training::TrainingMethod::nat, 10, 7, training::SteBackward::effective, true),
+               std::invalid_argument);
 }
 
 TEST(AnalogLayer, NatBackwardIsTheGradientOfItsNoisyForwardIncludingTheNoiseScale) {
@@ -302,6 +351,9 @@ TEST(AnalogLayer, ColumnCalibrationMapsOntoWhatTheNetworkWasTrainedToExpect) {
   EXPECT_EQ(training::calibration_target_for(training::TrainingMethod::ste),
             training::CalibrationTarget::nominal_hardware);
   EXPECT_EQ(training::calibration_target_for(training::TrainingMethod::nat), training::CalibrationTarget::ideal_layer);
+  // A network trained through calibrated hardware expects what the training calibration mapped onto.
+  EXPECT_EQ(training::calibration_target_for(training::TrainingMethod::ste, true),
+            training::CalibrationTarget::ideal_layer);
   {
     const auto [raw, calibrated, ideal] = scores(training::CalibrationTarget::nominal_hardware);
     EXPECT_LT(relative_error(calibrated, raw), 1e-9);  // nothing to correct
