@@ -10,7 +10,7 @@ same run (bench/train_compare.py does not do this: it needs Debian's python3-tor
 dependency of xbar).
 
 Usage: bench/pytorch_lenet.py [--model lenet|lenet-wide] [--epochs 3] [--threads 2] [--seed 1]
-                              [--lr 1e-3] [--lr-decay 1] [--augment none|flip]
+                              [--lr 1e-3] [--lr-decay 1] [--augment none|flip] [--pool-first]
 """
 import argparse
 import gzip
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 DATA = "/usr/share/datasets/fashion-mnist"
-WIDTHS = {"lenet": (6, 16, 120), "lenet-wide": (16, 32, 128)}
+WIDTHS = {"lenet": (6, 16, 120), "lenet-wide": (10, 20, 128)}
 
 
 def idx(path):
@@ -35,9 +35,12 @@ def idx(path):
     return torch.frombuffer(bytearray(data[8:]), dtype=torch.uint8).long()
 
 
-def network(model):
+def network(model, pool_first):
     c1, c2, hidden = WIDTHS[model]
-    layers = [nn.Conv2d(1, c1, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(c1, c2, 5), nn.ReLU(), nn.MaxPool2d(2),
+    # xbar pools before the ReLU (the same function and gradients, less work); --pool-first does
+    # the same here, the default is the textbook order.
+    act_pool = [nn.MaxPool2d(2), nn.ReLU()] if pool_first else [nn.ReLU(), nn.MaxPool2d(2)]
+    layers = [nn.Conv2d(1, c1, 5), *act_pool, nn.Conv2d(c1, c2, 5), *act_pool,
               nn.Flatten(), nn.Linear(c2 * 16, hidden), nn.ReLU(), nn.Linear(hidden, 10)]
     weighted = [layer for layer in layers if isinstance(layer, (nn.Conv2d, nn.Linear))]
     for layer in weighted[:-1]:
@@ -58,17 +61,19 @@ def main():
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--lr-decay", type=float, default=1.0)
     parser.add_argument("--augment", choices=["none", "flip"], default="none")
+    parser.add_argument("--pool-first", action="store_true", help="max-pool before the ReLU, as xbar does")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     x_train, y_train = idx(f"{DATA}/train-images-idx3-ubyte.gz"), idx(f"{DATA}/train-labels-idx1-ubyte.gz")
     x_test, y_test = idx(f"{DATA}/t10k-images-idx3-ubyte.gz"), idx(f"{DATA}/t10k-labels-idx1-ubyte.gz")
-    net = network(args.model)
+    net = network(args.model, args.pool_first)
     optimiser = torch.optim.Adam(net.parameters(), lr=args.lr)
     loss_fn = nn.CrossEntropyLoss()
     times = []
     print(f"pytorch {torch.__version__}: {args.model}, {args.threads} thread(s), batch {args.batch}, "
-          f"{len(x_train)} training images, adam lr {args.lr} x {args.lr_decay}^(epoch-1), augment {args.augment}")
+          f"{len(x_train)} training images, adam lr {args.lr} x {args.lr_decay}^(epoch-1), augment {args.augment}, "
+          f"{'pool then ReLU' if args.pool_first else 'ReLU then pool'}")
     for epoch in range(1, args.epochs + 1):
         for group in optimiser.param_groups:
             group["lr"] = args.lr * args.lr_decay ** (epoch - 1)

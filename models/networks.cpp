@@ -29,16 +29,19 @@ std::unique_ptr<training::Sequential> lenet_with(const training::LayerFactory& f
   conv1.kernel = 5;
   conv1.height = conv1.width = 28;
   net->add(factory.conv2d(conv1, rng, Init::he_normal, "conv1"), "conv1");
-  net->emplace<training::ReLU>();
+  // Pooling before the ReLU: max-pool(ReLU(z)) = ReLU(max-pool(z)) exactly, forward and backward
+  // (both route the gradient to the first maximum of the window, and to nothing when it is <= 0),
+  // and the ReLU then touches a quarter of the values.
   net->emplace<training::MaxPool2d>(c1, conv1.out_height(), conv1.out_width());  // 24 → 12
+  net->emplace<training::ReLU>();
   Conv2dShape conv2;
   conv2.in_channels = c1;
   conv2.out_channels = c2;
   conv2.kernel = 5;
   conv2.height = conv2.width = 12;
   net->add(factory.conv2d(conv2, rng, Init::he_normal, "conv2"), "conv2");
-  net->emplace<training::ReLU>();
   net->emplace<training::MaxPool2d>(c2, conv2.out_height(), conv2.out_width());  // 8 → 4
+  net->emplace<training::ReLU>();
   net->emplace<training::Flatten>();
   net->add(factory.linear(c2 * 4 * 4, hidden, rng, Init::he_normal, "fc1"), "fc1");
   net->emplace<training::ReLU>();
@@ -53,7 +56,7 @@ std::unique_ptr<training::Sequential> make_lenet(const training::LayerFactory& f
 }
 
 std::unique_ptr<training::Sequential> make_lenet_wide(const training::LayerFactory& factory, core::RandomStream& rng) {
-  return lenet_with(factory, rng, 16, 32, 128);
+  return lenet_with(factory, rng, 10, 20, 128);
 }
 
 const std::vector<std::string>& model_names() {

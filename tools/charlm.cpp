@@ -28,6 +28,7 @@ using core::UserError;
 using Clock = std::chrono::steady_clock;
 
 constexpr std::int64_t kDefaultSteps = 2000;
+constexpr double kLrDecaySteps = 1000;  // --lr-decay is the step-size factor per this many steps
 constexpr std::int64_t kDefaultValidationLimit = 16384;
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
@@ -74,9 +75,10 @@ std::size_t parameter_count(training::Layer& model) {
 std::string summary_text(const training::RunConfig& config, const models::CharLmRun& run, std::size_t parameters,
                          std::uint64_t global_step, const std::filesystem::path& output, bool trained) {
   std::string text = fmt::format(
-      "xbar train: charlm ({}; {} parameters) on {} with method {}, seed {}, batch {} x {} characters, {} lr {}\n",
+      "xbar train: charlm ({}; {} parameters) on {} with method {}, seed {}, batch {} x {} characters, {} lr {}{}\n",
       shape_text(run.model), parameters, config.data, method_text(config), config.seed, config.batch,
-      run.model.context, config.optimizer, config.learning_rate);
+      run.model.context, config.optimizer, config.learning_rate,
+      config.lr_decay != 1.0 ? fmt::format(" × {}^(step/{})", config.lr_decay, kLrDecaySteps) : "");
   text += "   step  train_loss  val_loss  val_bits/char  wall_s  s_per_step  peak_memory\n";
   double train_time = 0;
   std::int64_t previous = 0, counted = 0;
@@ -117,8 +119,6 @@ std::string charlm_train_command(const TrainOptions& options, const CharLmTrainO
   if (options.test_limit != 0)
     throw UserError("--test-limit: applies to mlp and lenet; a charlm run scores --validation-limit characters of "
                     "the validation split at each checkpoint");
-  if (options.lr_decay)
-    throw UserError("--lr-decay: applies to the epochs of mlp and lenet; a charlm run trains at a constant --lr");
   if (options.augment)
     throw UserError("--augment: applies to the images of mlp and lenet, not to a charlm run");
 
@@ -139,6 +139,7 @@ std::string charlm_train_command(const TrainOptions& options, const CharLmTrainO
     require_same("--ste-backward", options.ste_backward, config.ste_backward, file);
     require_same("--batch", options.batch, config.batch, file);
     require_same("--lr", options.learning_rate, config.learning_rate, file);
+    require_same("--lr-decay", options.lr_decay, config.lr_decay, file);
     require_same("--optimizer", options.optimizer, config.optimizer, file);
     require_same("--seed", options.seed, config.seed, file);
     require_same("--train-read-time", options.train_read_time_s, config.train_read_time_s, file);
@@ -164,7 +165,7 @@ std::string charlm_train_command(const TrainOptions& options, const CharLmTrainO
     config.seed = card.seed;
     config.batch = options.batch.value_or(kCharLmDefaultBatch);
     config.learning_rate = options.learning_rate.value_or(1e-3);
-    config.lr_decay = 1.0;
+    config.lr_decay = options.lr_decay.value_or(1.0);
     config.optimizer = options.optimizer.value_or("adam");
     config.train_limit = 0;
     config.train_read_time_s = options.train_read_time_s.value_or(0.0);
@@ -181,6 +182,8 @@ std::string charlm_train_command(const TrainOptions& options, const CharLmTrainO
   require_brown(config.data);
   check_shape(run.model);
   if (run.steps < 1) throw UserError(fmt::format("--steps = {}: must be >= 1", run.steps));
+  if (!(config.lr_decay > 0 && config.lr_decay <= 1))
+    throw UserError(fmt::format("--lr-decay = {}: must be in (0, 1]", config.lr_decay));
   if (run.validation_limit < 0)
     throw UserError(fmt::format("--validation-limit = {}: must be >= 0 characters (0 = all)", run.validation_limit));
   const training::TrainerOptions trainer_options = checked_trainer_options(config);
@@ -218,6 +221,10 @@ std::string charlm_train_command(const TrainOptions& options, const CharLmTrainO
   std::uint64_t steps_in_interval = 0;
   for (std::uint64_t step = first; step < last; ++step) {
     const auto step_start = Clock::now();
+    // Step s (0-based) uses lr · decay^(s / 1000): a function of the step alone, so resuming
+    // continues the same schedule.
+    trainer.set_learning_rate(config.learning_rate *
+                              std::pow(config.lr_decay, static_cast<double>(step) / kLrDecaySteps));
     const models::TokenBatch batch = sampler.batch(step);
     const training::Trainer::StepResult result = trainer.train_step(models::token_matrix(batch), batch.targets);
     train_seconds += seconds_since(step_start);

@@ -169,7 +169,7 @@ int main(int argc, char** argv) {
   CLI::App* train = app.add_subcommand("train", "Train a network (digitally or on the simulated tiles of a card)");
   train->fallthrough();
   train->add_option("--card", train_options.card, "Device card (YAML); a resumed run keeps the card it was trained with");
-  CLI::Option* train_model_opt = train->add_option("--model", train_model, "Network: mlp, lenet or charlm");
+  CLI::Option* train_model_opt = train->add_option("--model", train_model, "Network: mlp, lenet, lenet-wide or charlm");
   CLI::Option* train_data_opt = train->add_option(
       "--data", train_data,
       "Data set: fashion-mnist (default for mlp, lenet; $XBAR_FASHION_MNIST_DIR or the Debian package) or brown "
@@ -183,7 +183,9 @@ int main(int argc, char** argv) {
   CLI::Option* train_batch_opt = train->add_option("--batch", train_batch, "Mini-batch size (default 128)");
   CLI::Option* train_lr_opt = train->add_option("--lr", train_lr, "Learning rate of the first epoch (default 1e-3)");
   CLI::Option* train_lr_decay_opt = train->add_option(
-      "--lr-decay", train_lr_decay, "Learning-rate factor per epoch: epoch e uses lr * decay^(e-1) (default 1)");
+      "--lr-decay", train_lr_decay,
+      "Learning-rate factor per epoch: epoch e uses lr * decay^(e-1); charlm: per 1000 steps, step s uses "
+      "lr * decay^(s/1000) (default 1)");
   CLI::Option* train_optimizer_opt =
       train->add_option("--optimizer", train_optimizer, "adam (default) or sgd (momentum 0.9)");
   CLI::Option* train_limit_opt =

@@ -119,15 +119,15 @@ TEST(Networks, AskTheFactoryForHeBeforeReluAndGlorotLast) {
   for (const auto& r : factory.requests) names.push_back(r.kind + ":" + r.name);
   EXPECT_EQ(names, (std::vector<std::string>{"conv2d:conv1", "conv2d:conv2", "linear:fc1", "linear:fc2"}));
   for (const auto& r : factory.requests) EXPECT_LE(r.in, 256) << r.name << " does not fit one 256-row tile";
-  // The wide LeNet: the same layers, 16 and 32 channels, fc1 512 -> 128.
+  // The wide LeNet: the same layers, 10 and 20 channels, fc1 320 -> 128.
   RecordingFactory wide;
   core::RandomStream rng_wide(3, "model_init");
   make_lenet_wide(wide, rng_wide);
   ASSERT_EQ(wide.requests.size(), 4u);
-  EXPECT_EQ(wide.requests[0].out, 16);
-  EXPECT_EQ(wide.requests[1].in, 16 * 25);
-  EXPECT_EQ(wide.requests[1].out, 32);
-  EXPECT_EQ(wide.requests[2].in, 32 * 4 * 4);
+  EXPECT_EQ(wide.requests[0].out, 10);
+  EXPECT_EQ(wide.requests[1].in, 10 * 25);
+  EXPECT_EQ(wide.requests[1].out, 20);
+  EXPECT_EQ(wide.requests[2].in, 20 * 4 * 4);
   EXPECT_EQ(wide.requests[2].out, 128);
   EXPECT_EQ(wide.requests[3].in, 128);
 }
@@ -154,6 +154,15 @@ TEST(Networks, FactoryModelEqualsTheHandBuiltLayersOfTheSameSeed) {
   core::RandomStream data(8, "data");
   const MatrixXd x = random_matrix(784, 5, data);
   EXPECT_EQ(lenet->forward(x), by_hand.forward(x));
+  // The model pools before its ReLUs, the hand-built one after (the textbook order): the same
+  // function, and the same gradients, bit for bit.
+  const MatrixXd dlogits = random_matrix(10, 5, data);
+  lenet->zero_grad();
+  by_hand.zero_grad();
+  lenet->backward(dlogits);
+  by_hand.backward(dlogits);
+  const auto ga = lenet->gradients(), gb = by_hand.gradients();
+  for (std::size_t i = 0; i < ga.size(); ++i) EXPECT_EQ(*ga[i], *gb[i]) << "gradient " << i;
 
   core::RandomStream other(8, "model_init");
   auto different = make_lenet(factory, other);

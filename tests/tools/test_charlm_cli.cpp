@@ -157,6 +157,25 @@ TEST_F(CharLmCli, ResumedIdealRunEqualsTheStraightRunAndThreadsChangeNothing) {
   expect_same_state(dir_ / "straight.h5", dir_ / "copy.h5");
 }
 
+TEST_F(CharLmCli, LearningRateDecayIsStoredAndResumedOnTheSameSchedule) {
+  // 0.001 per 1000 steps: the step size falls by 0.7 % per step, enough to change 12 steps.
+  const std::string decayed = kIdealRun + " --lr-decay 0.001";
+  ASSERT_EQ(xbar(decayed + " --steps 12 -o " + out("straight.h5")).exit_code, 0);
+  const Outcome part = xbar(decayed + " --steps 5 -o " + out("part.h5"));
+  ASSERT_EQ(part.exit_code, 0) << part.err;
+  EXPECT_THAT(part.out, HasSubstr("× 0.001^(step/1000)"));
+  ASSERT_EQ(xbar("train --resume " + out("part.h5") + " --steps 12 -o " + out("resumed.h5")).exit_code, 0);
+  expect_same_state(dir_ / "straight.h5", dir_ / "resumed.h5");
+  EXPECT_EQ(xbar::core::TraceReader(dir_ / "resumed.h5").attribute_double("/", "lr_decay"), 0.001);
+  ASSERT_EQ(xbar(kIdealRun + " --steps 12 -o " + out("constant.h5")).exit_code, 0);
+  EXPECT_NE(xbar::core::TraceReader(dir_ / "constant.h5").read_matrix("/parameters/head.weight"),
+            xbar::core::TraceReader(dir_ / "straight.h5").read_matrix("/parameters/head.weight"));
+  const Outcome conflict = xbar("train --resume " + out("part.h5") + " --steps 12 --lr-decay 0.5 -o " + out("x.h5"));
+  EXPECT_EQ(conflict.exit_code, 2);
+  EXPECT_THAT(conflict.err, HasSubstr("--lr-decay"));
+  EXPECT_FALSE(fs::exists(dir_ / "x.h5"));
+}
+
 TEST_F(CharLmCli, SteRunOnNoisyTilesResumesBitIdenticallyWithAnyThreadCount) {
   const std::string run = "train" + kNoisyCard + " --method ste" + kTiny + " --lr 0.01";
   ASSERT_EQ(xbar(run + " --steps 10 -o " + out("straight.h5")).exit_code, 0);
@@ -244,7 +263,7 @@ TEST_F(CharLmCli, MistakesAreUserErrorsThatLeaveNoFile) {
       {base + " --width 10 --heads 4 -o " + out("a.h5"), "divisible"},
       {base + " --context 0 -o " + out("a.h5"), "--context"},
       {"train --card cards/ideal.yaml --model charlm --steps 0 -o " + out("a.h5"), "--steps"},
-      {base + " --lr-decay 0.5 -o " + out("a.h5"), "--lr-decay"},
+      {base + " --lr-decay 1.5 -o " + out("a.h5"), "--lr-decay"},
       {base + " --augment flip -o " + out("a.h5"), "--augment"},
       {base + " --method magic -o " + out("a.h5"), "magic"},
       {base, "-o"},
