@@ -3,16 +3,18 @@
 
 Trains the same model on the same data with the same seed by `ideal`, `nat`, `ste` and `ste` with
 column calibration in training (`--train-calibrate-columns`, the network meant to be scored with
-`xbar eval --calibrate-columns`) on each card, scores every run on fresh simulated hardware of that card (several programmings, read
-times from 1 s to a month, with and without per-column calibration), and measures the training
-cost of `nat`, `nat-full` and `ste` (wall time per epoch, peak resident memory) in the same run.
-Prints the tables and writes them as JSON next to the runs.
+`xbar eval --calibrate-columns`, trained on hardware read at `--ste-cal-read-time`, by default the
+1 day of the claim) on each card, scores every run on fresh simulated hardware of that card
+(several programmings, read times from 1 s to a month, with and without per-column calibration),
+and measures the training cost of `nat`, `nat-full` and both `ste` runs (wall time per epoch,
+peak resident memory) in the same run. Prints the tables and writes them as JSON next to the runs.
 
     bench/train_compare.py [--xbar build/tools/xbar] [--model lenet] [--epochs 10]
-        [--train-limit 10000] [--test-limit 1000] [--repeats 5] [--out bench-out/train]
+        [--train-limit 10000] [--test-limit 1000] [--repeats 5] [--ste-cal-read-time 86400]
+        [--out bench-out/train]
 
-The defaults are the measurement in the README (about an hour and a half on two cores); after 3
-epochs STE is still behind NAT (it learns more slowly through the full simulation).
+The defaults are the measurement in the README (about two hours on two idle cores); after 3
+epochs plain STE is still behind NAT (it learns more slowly through the full simulation).
 
 This is a benchmark, not a test: a full comparison takes tens of minutes to hours (the STE forward
 runs the full tile simulation of every mini-batch). Absolute times depend on the machine; compare
@@ -28,7 +30,7 @@ from bench_support import (COST_METHODS, print_cost_table, print_table, run, run
                            times_argument)
 
 TIMES = [1.0, 3600.0, 86400.0, 2592000.0]
-STE_CAL = "ste cal-trained"  # ste with --train-calibrate-columns
+STE_CAL = "ste cal-trained"  # ste with --train-calibrate-columns --train-read-time (--ste-cal-read-time)
 
 
 def slug(label):
@@ -72,6 +74,8 @@ def main():
                         help="images of the one-epoch runs that measure time and memory of nat, nat-full, ste")
     parser.add_argument("--ste-backwards", default="clean,programmed",
                         help="extra STE backward variants trained on the harsh card (the default backward always is)")
+    parser.add_argument("--ste-cal-read-time", type=float, default=86400.0,
+                        help="read time (s) of the training hardware of the column-calibrated STE run")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="bench-out/train")
@@ -89,7 +93,8 @@ def main():
 
     # 1. Training cost side by side: one epoch of the same images for each method.
     harsh = cards[0]
-    for method, extra in [(m, []) for m in COST_METHODS] + [(STE_CAL, ["--train-calibrate-columns"])]:
+    ste_cal = ["--train-calibrate-columns", "--train-read-time", f"{args.ste_cal_read_time:g}"]
+    for method, extra in [(m, []) for m in COST_METHODS] + [(STE_CAL, ste_cal)]:
         path = os.path.join(args.out, f"cost-{slug(method)}.h5")
         train(xbar + ["train", "--card", harsh, "--method", method.split()[0], "--epochs", "1",
                       "--train-limit", str(args.cost_train_limit), "-o", path] + common + extra, path, log, args.reuse)
@@ -103,7 +108,7 @@ def main():
         name = os.path.splitext(os.path.basename(card))[0]
         card_runs = dict(runs)
         # On the first (harsh) card every STE backward, to pick the best; elsewhere the default.
-        variants = [("nat", "nat", []), ("ste", "ste", []), (STE_CAL, "ste", ["--train-calibrate-columns"])]
+        variants = [("nat", "nat", []), ("ste", "ste", []), (STE_CAL, "ste", ste_cal)]
         if card == harsh:
             variants += [(f"ste ({b})", "ste", ["--ste-backward", b]) for b in args.ste_backwards.split(",") if b]
         for label, method, extra in variants:
