@@ -182,8 +182,6 @@ std::string charlm_train_command(const TrainOptions& options, const CharLmTrainO
   require_brown(config.data);
   check_shape(run.model);
   if (run.steps < 1) throw UserError(fmt::format("--steps = {}: must be >= 1", run.steps));
-  if (!(config.lr_decay > 0 && config.lr_decay <= 1))
-    throw UserError(fmt::format("--lr-decay = {}: must be in (0, 1]", config.lr_decay));
   if (run.validation_limit < 0)
     throw UserError(fmt::format("--validation-limit = {}: must be >= 0 characters (0 = all)", run.validation_limit));
   const training::TrainerOptions trainer_options = checked_trainer_options(config);

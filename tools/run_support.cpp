@@ -73,6 +73,8 @@ training::TrainerOptions checked_trainer_options(const training::RunConfig& conf
   training::parse_ste_backward(config.ste_backward);
   if (!(config.train_read_time_s >= 0))
     throw core::UserError(fmt::format("--train-read-time = {}: must be >= 0 s", config.train_read_time_s));
+  if (!(config.lr_decay > 0 && config.lr_decay <= 1))
+    throw core::UserError(fmt::format("--lr-decay = {}: must be in (0, 1]", config.lr_decay));
   if (config.train_column_calibration && config.method != "ste")
     throw core::UserError(fmt::format("--train-calibrate-columns: calibrates the hardware outputs of --method ste; "
                                       "the run's method is {}", config.method));

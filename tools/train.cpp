@@ -155,8 +155,6 @@ std::string train_command(const TrainOptions& options) {
   if (config.augment != "none" && config.augment != "flip")
     throw UserError(fmt::format("--augment = '{}': expected none or flip", config.augment));
   if (config.train_limit < 0) throw UserError(fmt::format("--train-limit = {}: must be >= 0", config.train_limit));
-  if (!(config.lr_decay > 0 && config.lr_decay <= 1))
-    throw UserError(fmt::format("--lr-decay = {}: must be in (0, 1]", config.lr_decay));
   if (options.epochs < 1) throw UserError(fmt::format("--epochs = {}: must be >= 1", options.epochs));
   training::TrainerOptions trainer_options = checked_trainer_options(config);
   if (config.augment == "flip") {

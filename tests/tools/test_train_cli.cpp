@@ -61,6 +61,22 @@ class TrainCli : public xbar::testing_support::XbarCliTest {
     set_environment("XBAR_FASHION_MNIST_DIR", data_);
   }
 
+  // Trains `run` for 2 epochs straight (straight.h5) and for 1 epoch (half.h5) resumed to 2
+  // (resumed.h5, scoring `test_limit` test images), expects both to end in the same state (at
+  // least `min_entries` parameter and optimiser arrays), and returns the 1-epoch run's outcome.
+  // Callers stop on failure with ASSERT_FALSE(HasFailure()).
+  Outcome train_half_and_resume(const std::string& run, int test_limit, std::size_t min_entries = 18) {
+    EXPECT_EQ(xbar(run + " --epochs 2 -o " + out("straight.h5")).exit_code, 0);
+    Outcome half = xbar(run + " --epochs 1 -o " + out("half.h5"));
+    EXPECT_EQ(half.exit_code, 0) << half.err;
+    const Outcome resumed = xbar("train --resume " + out("half.h5") + " --epochs 2 --test-limit " +
+                                 std::to_string(test_limit) + " -o " + out("resumed.h5"));
+    EXPECT_EQ(resumed.exit_code, 0) << resumed.err;
+    xbar::testing_support::expect_same_checkpoint_state(dir_ / "straight.h5", dir_ / "resumed.h5", {"/parameters"},
+                                                        min_entries);
+    return half;
+  }
+
   fs::path data_;
 };
 
@@ -126,13 +142,9 @@ TEST_F(TrainCli, ResumedRunEqualsTheStraightRunAndThreadsChangeNothing) {
 
 TEST_F(TrainCli, FlipAugmentationIsStoredAndResumesBitIdentically) {
   const std::string run = "train --card cards/ideal.yaml --model lenet --test-limit 20 --batch 64 --augment flip";
-  ASSERT_EQ(xbar(run + " --epochs 2 -o " + out("straight.h5")).exit_code, 0);
-  const Outcome half = xbar(run + " --epochs 1 -o " + out("half.h5"));
-  ASSERT_EQ(half.exit_code, 0) << half.err;
+  const Outcome half = train_half_and_resume(run, 20, 24u);
+  ASSERT_FALSE(HasFailure());
   EXPECT_THAT(half.out, HasSubstr("augment flip"));
-  const Outcome resumed = xbar("train --resume " + out("half.h5") + " --epochs 2 --test-limit 20 -o " + out("resumed.h5"));
-  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
-  xbar::testing_support::expect_same_checkpoint_state(dir_ / "straight.h5", dir_ / "resumed.h5", {"/parameters"}, 24u);
   EXPECT_EQ(xbar::core::TraceReader(dir_ / "resumed.h5").attribute_string("/", "augment"), "flip");
   // The augmentation changes the run: the same run without it ends elsewhere.
   ASSERT_EQ(xbar("train --card cards/ideal.yaml --model lenet --test-limit 20 --batch 64 --epochs 1 -o " +
@@ -174,11 +186,8 @@ TEST_F(TrainCli, EvalScoresTheCheckpointOnFreshHardwarePerReadTime) {
 TEST_F(TrainCli, AnalogTrainingRunsAndResumesOnTheCard) {
   const std::string run = "train " + kAnalogCard + " --model lenet --method ste --ste-backward effective --train-limit 32 "
                           "--batch 16 --test-limit 8";
-  ASSERT_EQ(xbar(run + " --epochs 2 -o " + out("straight.h5")).exit_code, 0);
-  ASSERT_EQ(xbar(run + " --epochs 1 -o " + out("half.h5")).exit_code, 0);
-  const Outcome resumed = xbar("train --resume " + out("half.h5") + " --epochs 2 --test-limit 8 -o " + out("resumed.h5"));
-  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
-  expect_same_state(dir_ / "straight.h5", dir_ / "resumed.h5");
+  train_half_and_resume(run, 8);
+  ASSERT_FALSE(HasFailure());
   const xbar::core::TraceReader trace(dir_ / "resumed.h5");
   EXPECT_EQ(trace.attribute_string("/", "method"), "ste");
   EXPECT_TRUE(trace.exists("/buffers/conv1.input_scale")) << "analog layers keep their buffers";
@@ -188,13 +197,9 @@ TEST_F(TrainCli, AnalogTrainingRunsAndResumesOnTheCard) {
 TEST_F(TrainCli, SteThroughCalibratedColumnsIsStoredResumedAndScored) {
   const std::string run = "train " + kAnalogCard + " --model lenet --method ste --train-limit 32 --batch 16 "
                           "--test-limit 8 --train-calibrate-columns";
-  ASSERT_EQ(xbar(run + " --epochs 2 -o " + out("straight.h5")).exit_code, 0);
-  const Outcome half = xbar(run + " --epochs 1 -o " + out("half.h5"));
-  ASSERT_EQ(half.exit_code, 0) << half.err;
+  const Outcome half = train_half_and_resume(run, 8);
+  ASSERT_FALSE(HasFailure());
   EXPECT_THAT(half.out, HasSubstr("ste (backward effective, columns calibrated in training)"));
-  const Outcome resumed = xbar("train --resume " + out("half.h5") + " --epochs 2 --test-limit 8 -o " + out("resumed.h5"));
-  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
-  expect_same_state(dir_ / "straight.h5", dir_ / "resumed.h5");
   EXPECT_EQ(xbar::core::TraceReader(dir_ / "resumed.h5").attribute_int("/", "train_column_calibration"), 1);
   // The calibration changes what is trained: the run without it ends elsewhere.
   ASSERT_EQ(xbar("train " + kAnalogCard + " --model lenet --method ste --train-limit 32 --batch 16 --test-limit 8 "
