@@ -4,6 +4,7 @@ and printing Markdown tables (among them the training-cost table of nat, nat-ful
 
 Imported by those scripts from their own folder; not a program of its own.
 """
+import os
 import subprocess
 import sys
 import time
@@ -12,6 +13,24 @@ import h5py
 import numpy as np
 
 COST_METHODS = ["nat", "nat-full", "ste"]
+STE_CAL = "ste cal-trained"  # ste with --train-calibrate-columns --train-read-time T
+TIME_NAMES = {1.0: "1 s", 3600.0: "1 h", 86400.0: "1 day", 2592000.0: "1 month"}
+
+
+def slug(label):
+    """A file-name part for a method label: "ste (clean)" -> "ste-clean"."""
+    return label.replace(" ", "-").replace("(", "").replace(")", "")
+
+
+def ste_cal_arguments(read_time_s):
+    """The `xbar train --method ste` options of the STE_CAL recipe: column calibration in training,
+    on hardware read at read_time_s (s) after programming."""
+    return ["--train-calibrate-columns", "--train-read-time", f"{read_time_s:g}"]
+
+
+def accuracy_cell(score):
+    """An accuracy score of `xbar eval --json` as "mean ± std" in percent."""
+    return f"{100 * score['mean']:.1f} ± {100 * score['std']:.1f}"
 
 
 def run(cmd, log):
@@ -26,6 +45,14 @@ def run(cmd, log):
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}")
     print(f"  done in {time.monotonic() - start:.0f} s", flush=True)
     return proc.stdout
+
+
+def train(cmd, path, log, reuse):
+    """Runs a training command unless reuse is set and its checkpoint already exists."""
+    if reuse and os.path.exists(path):
+        print(f"reusing {path}", flush=True)
+        return
+    run(cmd, log)
 
 
 def read_metrics(path, names):

@@ -26,11 +26,10 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_support import (COST_METHODS, print_cost_table, print_table, run, run_summary, score_at,  # noqa: E402
-                           times_argument)
+from bench_support import (COST_METHODS, TIME_NAMES, print_cost_table, print_table, run, run_summary,  # noqa: E402
+                           score_at, times_argument)
 
 TIMES = [1.0, 86400.0]
-TIME_NAMES = {1.0: "1 s", 86400.0: "1 day"}
 
 
 def run_metrics(path):

@@ -26,36 +26,17 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_support import (COST_METHODS, print_cost_table, print_table, run, run_summary, score_at,  # noqa: E402
-                           times_argument)
+from bench_support import (COST_METHODS, STE_CAL, TIME_NAMES, accuracy_cell, print_cost_table,  # noqa: E402
+                           print_table, run, run_summary, score_at, slug, ste_cal_arguments, times_argument,
+                           train)
 
 TIMES = [1.0, 3600.0, 86400.0, 2592000.0]
-STE_CAL = "ste cal-trained"  # ste with --train-calibrate-columns --train-read-time (--ste-cal-read-time)
-
-
-def slug(label):
-    """A file-name part for a method label: "ste (clean)" -> "ste-clean"."""
-    return label.replace(" ", "-").replace("(", "").replace(")", "")
-TIME_NAMES = {1.0: "1 s", 3600.0: "1 h", 86400.0: "1 day", 2592000.0: "1 month"}
-
-
-def train(cmd, path, log, reuse):
-    """Runs a training command unless --reuse and its checkpoint already exists."""
-    if reuse and os.path.exists(path):
-        print(f"reusing {path}", flush=True)
-        return
-    run(cmd, log)
 
 
 def run_metrics(path):
     """Wall time per epoch (s, median over the epochs), peak resident memory (bytes) and the last
     training loss of a run."""
     return run_summary(path, "train_time_s", "epoch_s", "train_loss", "final_loss")
-
-
-def accuracy_cell(score):
-    """An accuracy score of `xbar eval --json` as "mean ± std" in percent."""
-    return f"{100 * score['mean']:.1f} ± {100 * score['std']:.1f}"
 
 
 def main():
@@ -93,7 +74,7 @@ def main():
 
     # 1. Training cost side by side: one epoch of the same images for each method.
     harsh = cards[0]
-    ste_cal = ["--train-calibrate-columns", "--train-read-time", f"{args.ste_cal_read_time:g}"]
+    ste_cal = ste_cal_arguments(args.ste_cal_read_time)
     for method, extra in [(m, []) for m in COST_METHODS] + [(STE_CAL, ste_cal)]:
         path = os.path.join(args.out, f"cost-{slug(method)}.h5")
         train(xbar + ["train", "--card", harsh, "--method", method.split()[0], "--epochs", "1",
