@@ -42,24 +42,15 @@ void write_char_lm_section(core::TraceWriter& out, const CharLmRun& run) {
   out.set_attribute("/charlm", "steps", run.steps);
   out.set_attribute("/charlm", "validation_limit", run.validation_limit);
   if (run.history.empty()) return;
-  std::vector<std::int32_t> step;
-  std::vector<double> train_loss, validation_loss, bits, wall, per_step, memory;
-  for (const CharLmMetrics& m : run.history) {
-    step.push_back(static_cast<std::int32_t>(m.step));
-    train_loss.push_back(m.train_loss);
-    validation_loss.push_back(m.validation_loss);
-    bits.push_back(m.validation_bits_per_char);
-    wall.push_back(m.wall_time_s);
-    per_step.push_back(m.train_time_per_step_s);
-    memory.push_back(m.peak_resident_memory_bytes);
-  }
-  out.write("/metrics/step", step, {step.size()}, "1");
-  out.write("/metrics/train_loss", train_loss, "1");
-  out.write("/metrics/validation_loss", validation_loss, "1");
-  out.write("/metrics/validation_bits_per_char", bits, "1");
-  out.write("/metrics/wall_time_s", wall, "s");
-  out.write("/metrics/train_time_per_step_s", per_step, "s");
-  out.write("/metrics/peak_resident_memory_bytes", memory, "B");
+  const std::vector<CharLmMetrics>& h = run.history;
+  training::write_metric_column(out, h, "step", &CharLmMetrics::step, "1");
+  training::write_metric_column(out, h, "train_loss", &CharLmMetrics::train_loss, "1");
+  training::write_metric_column(out, h, "validation_loss", &CharLmMetrics::validation_loss, "1");
+  training::write_metric_column(out, h, "validation_bits_per_char", &CharLmMetrics::validation_bits_per_char, "1");
+  training::write_metric_column(out, h, "wall_time_s", &CharLmMetrics::wall_time_s, "s");
+  training::write_metric_column(out, h, "train_time_per_step_s", &CharLmMetrics::train_time_per_step_s, "s");
+  training::write_metric_column(out, h, "peak_resident_memory_bytes", &CharLmMetrics::peak_resident_memory_bytes,
+                                "B");
 }
 
 CharLmRun read_char_lm_section(const std::filesystem::path& file) {

@@ -31,24 +31,13 @@ std::string shape_text(Eigen::Index rows, Eigen::Index cols) { return fmt::forma
 
 void write_metrics(core::TraceWriter& out, const std::vector<EpochMetrics>& history) {
   if (history.empty()) return;
-  std::vector<std::int32_t> epoch;
-  std::vector<double> loss, train_accuracy, test_accuracy, wall, train_time, memory;
-  for (const EpochMetrics& m : history) {
-    epoch.push_back(m.epoch);
-    loss.push_back(m.train_loss);
-    train_accuracy.push_back(m.train_accuracy);
-    test_accuracy.push_back(m.test_accuracy);
-    wall.push_back(m.wall_time_s);
-    train_time.push_back(m.train_time_s);
-    memory.push_back(m.peak_resident_memory_bytes);
-  }
-  out.write("/metrics/epoch", epoch, {epoch.size()}, "1");
-  out.write("/metrics/train_loss", loss, "1");
-  out.write("/metrics/train_accuracy", train_accuracy, "1");
-  out.write("/metrics/test_accuracy", test_accuracy, "1");
-  out.write("/metrics/wall_time_s", wall, "s");
-  out.write("/metrics/train_time_s", train_time, "s");
-  out.write("/metrics/peak_resident_memory_bytes", memory, "B");
+  write_metric_column(out, history, "epoch", &EpochMetrics::epoch, "1");
+  write_metric_column(out, history, "train_loss", &EpochMetrics::train_loss, "1");
+  write_metric_column(out, history, "train_accuracy", &EpochMetrics::train_accuracy, "1");
+  write_metric_column(out, history, "test_accuracy", &EpochMetrics::test_accuracy, "1");
+  write_metric_column(out, history, "wall_time_s", &EpochMetrics::wall_time_s, "s");
+  write_metric_column(out, history, "train_time_s", &EpochMetrics::train_time_s, "s");
+  write_metric_column(out, history, "peak_resident_memory_bytes", &EpochMetrics::peak_resident_memory_bytes, "B");
 }
 
 std::vector<double> read_vector(const core::TraceReader& in, const std::string& path, std::size_t expected,

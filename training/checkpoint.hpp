@@ -35,8 +35,11 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
+
+#include "core/trace.hpp"
 
 #include "training/layers.hpp"
 
@@ -77,6 +80,22 @@ struct EpochMetrics {
   double train_time_s = 0;          // wall time of the epoch's training steps alone (s)
   double peak_resident_memory_bytes = 0;  // peak resident memory of the process so far (B)
 };
+
+// Writes /metrics/<name>: the member `field` of every record of a run's history (one per epoch or
+// per checkpoint), as int32 for an integer member (epoch, step), else as double, with its unit.
+template <class Record, class Field>
+void write_metric_column(core::TraceWriter& out, const std::vector<Record>& history, const std::string& name,
+                         Field Record::*field, const std::string& unit) {
+  if constexpr (std::is_integral_v<Field>) {
+    std::vector<std::int32_t> column;
+    for (const Record& record : history) column.push_back(static_cast<std::int32_t>(record.*field));
+    out.write("/metrics/" + name, column, {column.size()}, unit);
+  } else {
+    std::vector<double> column;
+    for (const Record& record : history) column.push_back(record.*field);
+    out.write("/metrics/" + name, column, unit);
+  }
+}
 
 // Where a run is.
 struct RunProgress {
