@@ -16,7 +16,8 @@ weights and the image order.
         [--cards cards/train-harsh.yaml,cards/train-mild.yaml] [--out bench-out/seeds] [--reuse]
 
 Runs are named s<seed>-<card>-<method>.h5 in --out, so --reuse picks up runs trained before (also
-runs of bench/train_compare.py linked under those names: the recipes are the same). A benchmark,
+runs of bench/train_compare.py linked under those names: the recipes are the same) and their
+scores (kept beside each run as s<seed>-<card>-<method>.eval-<time>-raw|cal.json). A benchmark,
 not a test: each `ste cal-trained` run takes about a quarter of an hour on two cores.
 """
 import argparse
@@ -38,6 +39,24 @@ def method_arguments(label, ste_cal_read_time):
         raise SystemExit(f"--methods: unknown method '{label}' (expected one of {', '.join(METHODS)})")
     method, extra = METHODS[label]
     return method, ste_cal_arguments(ste_cal_read_time) if extra is None else extra
+
+
+def evaluate(cmd, path, tag, log, reuse):
+    """The scores of `xbar eval --json` (cmd) of the run `path`. They are kept beside the run as
+    <run>.eval-<tag>.json with the command that made them; with reuse, a file made by the same
+    command after the run was written is read instead of evaluating again."""
+    saved = f"{os.path.splitext(path)[0]}.eval-{tag}.json"
+    if reuse and os.path.exists(saved) and os.path.getmtime(saved) >= os.path.getmtime(path):
+        with open(saved) as f:
+            kept = json.load(f)
+        if kept["command"] == cmd:
+            print(f"reusing {saved}", flush=True)
+            return kept["scores"]
+    scores = json.loads(run(cmd, log))
+    with open(saved + ".tmp", "w") as f:
+        json.dump({"command": cmd, "scores": scores}, f, indent=1)
+    os.replace(saved + ".tmp", saved)
+    return scores
 
 
 def difference_summary(differences):
@@ -68,7 +87,8 @@ def main():
                         help="read time (s) of the training hardware of the column-calibrated STE runs")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="bench-out/seeds")
-    parser.add_argument("--reuse", action="store_true", help="keep training runs already in --out")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep training runs already in --out, and their scores by the same command")
     args = parser.parse_args()
 
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -97,7 +117,8 @@ def main():
                     if calibrated:
                         cmd += ["--calibrate-columns", str(args.calibrate_columns)]
                     key = label + (" + column cal." if calibrated else "")
-                    by_seed[seed][key] = score_at(json.loads(run(cmd, log)), args.time)["mean"]
+                    scores = evaluate(cmd, path, f"{args.time:g}s-{'cal' if calibrated else 'raw'}", log, args.reuse)
+                    by_seed[seed][key] = score_at(scores, args.time)["mean"]
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
 
