@@ -21,7 +21,7 @@ const core::WireOptions kWires{1.0, 1.0, 1.0, 1.0};
 struct Problem {
   Eigen::MatrixXd g, v;
   explicit Problem(int n) : g(n, n), v(n, kBatch) {
-    core::pin_blas_to_one_thread();
+    core::pin_libraries_to_one_thread();
     core::RandomStream rng(1, "bench");
     for (Eigen::Index k = 0; k < g.size(); ++k) g.data()[k] = rng.uniform(1e-6, 25e-6);
     for (Eigen::Index k = 0; k < v.size(); ++k) v.data()[k] = rng.uniform(-0.2, 0.2);

@@ -256,7 +256,7 @@ CrossbarJacobian::CrossbarJacobian(int rows, int cols, const core::WireOptions& 
   if (!std::isfinite(r_access_on) || r_access_on < 0)
     throw std::invalid_argument(
         fmt::format("CrossbarJacobian: r_access_on is {} ohm; expected a finite value >= 0", r_access_on));
-  core::pin_blas_to_one_thread();
+  core::pin_libraries_to_one_thread();
   impl_ = std::make_unique<Impl>(rows, cols, wires, r_access_on);
 }
 

@@ -21,7 +21,11 @@ class ThreadSetup {
   std::unique_ptr<tbb::global_control> control_;
 };
 
-// Pins OpenBLAS to a single thread (idempotent); called by ThreadSetup and by library entry points.
-void pin_blas_to_one_thread();
+// Makes the native libraries run every call on the calling thread (idempotent): OpenBLAS, and the
+// OpenMP loops inside CHOLMOD (Debian's libcholmod asks for 4 OpenMP threads in its factorisation,
+// a team per calling thread, which oversubscribes a 2-core machine and spin-waits: it took 28 % of
+// an STE training step). oneTBB is the one owner of threads. Called by ThreadSetup, by library
+// entry points and by every test program.
+void pin_libraries_to_one_thread();
 
 }  // namespace xbar::core
