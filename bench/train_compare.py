@@ -53,6 +53,8 @@ def main():
     parser.add_argument("--calibrate-columns", type=int, default=256)
     parser.add_argument("--cost-train-limit", type=int, default=1280,
                         help="images of the one-epoch runs that measure time and memory of nat, nat-full, ste")
+    parser.add_argument("--cost-only", action="store_true",
+                        help="only the training-cost runs and their table (a couple of minutes)")
     parser.add_argument("--ste-backwards", default="clean,programmed",
                         help="extra STE backward variants trained on the harsh card (the default backward always is)")
     parser.add_argument("--ste-cal-read-time", type=float, default=86400.0,
@@ -80,6 +82,13 @@ def main():
         train(xbar + ["train", "--card", harsh, "--method", method.split()[0], "--epochs", "1",
                       "--train-limit", str(args.cost_train_limit), "-o", path] + common + extra, path, log, args.reuse)
         results["cost"][method] = run_metrics(path)
+
+    cost = results["cost"]
+    if args.cost_only:
+        with open(os.path.join(args.out, "results.json"), "w") as f:
+            json.dump(results, f, indent=1)
+        print_cost(cost, args.cost_train_limit, harsh)
+        return
 
     # 2. Accuracy on each card: ideal once, nat and ste per card.
     runs = {"ideal": os.path.join(args.out, "ideal.h5")}
@@ -125,8 +134,12 @@ def main():
               f"calibrated hardware, scored with column calibration: "
               f"{100 * (day[STE_CAL + ' + column cal.'] - day['nat + column cal.']):+.1f} points")
 
-    cost = results["cost"]
-    print(f"\nTraining cost, one epoch of {args.cost_train_limit} images on {harsh} (same run)")
+    print_cost(cost, args.cost_train_limit, harsh)
+
+
+def print_cost(cost, images, card):
+    """The table of the training cost measurements (one epoch of `images` images on `card`)."""
+    print(f"\nTraining cost, one epoch of {images} images on {card} (same run)")
     print_cost_table(cost, "epoch_s", "time per epoch (s)", ".1f")
 
 
