@@ -40,12 +40,7 @@
 #include <vector>
 
 #include "core/trace.hpp"
-
 #include "training/layers.hpp"
-
-namespace xbar::core {
-class TraceWriter;
-}
 
 namespace xbar::training {
 
