@@ -1,6 +1,8 @@
-"""What the training comparisons bench/train_compare.py and bench/charlm_compare.py share: running
-xbar with a log, reading a run's metrics, picking a read time's scores from `xbar eval --json`,
-and printing Markdown tables (among them the training-cost table of nat, nat-full and ste).
+"""What the training comparisons bench/train_compare.py, bench/seed_sweep.py and
+bench/charlm_compare.py share: running xbar with a log (and training only what --reuse does not
+keep), the method labels and their options, reading a run's metrics, picking a read time's scores
+from `xbar eval --json`, and printing Markdown tables (among them the training-cost table of nat,
+nat-full and ste).
 
 Imported by those scripts from their own folder; not a program of its own.
 """

@@ -18,7 +18,7 @@ weights and the image order.
 Runs are named s<seed>-<card>-<method>.h5 in --out, so --reuse picks up runs trained before (also
 runs of bench/train_compare.py linked under those names: the recipes are the same) and their
 scores (kept beside each run as s<seed>-<card>-<method>.eval-<time>-raw|cal.json). A benchmark,
-not a test: each `ste cal-trained` run takes about a quarter of an hour on two cores.
+not a test: each `ste cal-trained` run takes about ten minutes on two cores, a plain `ste` run six.
 """
 import argparse
 import json
