@@ -49,6 +49,24 @@ def run(cmd, log):
     return proc.stdout
 
 
+def add_image_recipe_arguments(parser):
+    """The options of the image-classification comparisons (bench/train_compare.py,
+    bench/seed_sweep.py): the xbar binary, model, cards, training recipe, scoring and threads."""
+    parser.add_argument("--xbar", default="build/tools/xbar")
+    parser.add_argument("--model", default="lenet")
+    parser.add_argument("--cards", default="cards/train-harsh.yaml,cards/train-mild.yaml")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--train-limit", type=int, default=10000)
+    parser.add_argument("--test-limit", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--calibrate-columns", type=int, default=256)
+    parser.add_argument("--ste-cal-read-time", type=float, default=86400.0,
+                        help="read time (s) of the training hardware of the column-calibrated STE runs")
+    parser.add_argument("--threads", type=int, default=2)
+
+
 def train(cmd, path, log, reuse):
     """Runs a training command unless reuse is set and its checkpoint already exists."""
     if reuse and os.path.exists(path):

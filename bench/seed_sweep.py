@@ -27,8 +27,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_support import (STE_CAL, TIME_NAMES, print_table, run, score_at, slug, ste_cal_arguments,  # noqa: E402
-                           times_argument, train)
+from bench_support import (STE_CAL, TIME_NAMES, add_image_recipe_arguments, print_table, run,  # noqa: E402
+                           score_at, slug, ste_cal_arguments, times_argument, train)
 
 METHODS = {"nat": ("nat", []), "ste": ("ste", []), STE_CAL: ("ste", None)}  # None: ste_cal_arguments
 
@@ -70,22 +70,10 @@ def difference_summary(differences):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--xbar", default="build/tools/xbar")
-    parser.add_argument("--model", default="lenet")
-    parser.add_argument("--cards", default="cards/train-harsh.yaml,cards/train-mild.yaml")
+    add_image_recipe_arguments(parser)
     parser.add_argument("--seeds", default="1,2,3,4,5")
     parser.add_argument("--methods", default=f"nat,{STE_CAL}", help="the first is the reference of the differences")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--train-limit", type=int, default=10000)
-    parser.add_argument("--test-limit", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--calibrate-columns", type=int, default=256)
     parser.add_argument("--time", type=float, default=86400.0, help="read time (s) of the scores")
-    parser.add_argument("--ste-cal-read-time", type=float, default=86400.0,
-                        help="read time (s) of the training hardware of the column-calibrated STE runs")
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="bench-out/seeds")
     parser.add_argument("--reuse", action="store_true",
                         help="keep training runs already in --out, and their scores by the same command")

@@ -26,9 +26,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_support import (COST_METHODS, STE_CAL, TIME_NAMES, accuracy_cell, print_cost_table,  # noqa: E402
-                           print_table, run, run_summary, score_at, slug, ste_cal_arguments, times_argument,
-                           train)
+from bench_support import (COST_METHODS, STE_CAL, TIME_NAMES, accuracy_cell,  # noqa: E402
+                           add_image_recipe_arguments, print_cost_table, print_table, run, run_summary, score_at,
+                           slug, ste_cal_arguments, times_argument, train)
 
 TIMES = [1.0, 3600.0, 86400.0, 2592000.0]
 
@@ -41,26 +41,14 @@ def run_metrics(path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--xbar", default="build/tools/xbar")
-    parser.add_argument("--model", default="lenet")
-    parser.add_argument("--cards", default="cards/train-harsh.yaml,cards/train-mild.yaml")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--train-limit", type=int, default=10000)
-    parser.add_argument("--test-limit", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--calibrate-columns", type=int, default=256)
+    add_image_recipe_arguments(parser)
     parser.add_argument("--cost-train-limit", type=int, default=1280,
                         help="images of the one-epoch runs that measure time and memory of nat, nat-full, ste")
     parser.add_argument("--cost-only", action="store_true",
                         help="only the training-cost runs and their table (a couple of minutes)")
     parser.add_argument("--ste-backwards", default="clean,programmed",
                         help="extra STE backward variants trained on the harsh card (the default backward always is)")
-    parser.add_argument("--ste-cal-read-time", type=float, default=86400.0,
-                        help="read time (s) of the training hardware of the column-calibrated STE run")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="bench-out/train")
     parser.add_argument("--reuse", action="store_true",
                         help="keep training runs already in --out (e.g. to re-score them after an evaluation change)")
