@@ -24,10 +24,12 @@ def slug(label):
     return label.replace(" ", "-").replace("(", "").replace(")", "")
 
 
-def ste_cal_arguments(read_time_s):
-    """The `xbar train --method ste` options of the STE_CAL recipe: column calibration in training,
-    on hardware read at read_time_s (s) after programming."""
-    return ["--train-calibrate-columns", "--train-read-time", f"{read_time_s:g}"]
+def method_variants(ste_cal_read_time_s):
+    """The method labels of the comparisons and what each trains with: label -> (`xbar train
+    --method`, extra options). STE_CAL is STE with column calibration in training, on hardware read
+    at ste_cal_read_time_s (s) after programming."""
+    return {"nat": ("nat", []), "nat-full": ("nat-full", []), "ste": ("ste", []),
+            STE_CAL: ("ste", ["--train-calibrate-columns", "--train-read-time", f"{ste_cal_read_time_s:g}"])}
 
 
 def accuracy_cell(score):

@@ -27,18 +27,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_support import (STE_CAL, TIME_NAMES, add_image_recipe_arguments, print_table, run,  # noqa: E402
-                           score_at, slug, ste_cal_arguments, times_argument, train)
-
-METHODS = {"nat": ("nat", []), "ste": ("ste", []), STE_CAL: ("ste", None)}  # None: ste_cal_arguments
-
-
-def method_arguments(label, ste_cal_read_time):
-    """`xbar train` --method and extra options of a method label."""
-    if label not in METHODS:
-        raise SystemExit(f"--methods: unknown method '{label}' (expected one of {', '.join(METHODS)})")
-    method, extra = METHODS[label]
-    return method, ste_cal_arguments(ste_cal_read_time) if extra is None else extra
+from bench_support import (STE_CAL, TIME_NAMES, add_image_recipe_arguments, method_variants,  # noqa: E402
+                           print_table, run, score_at, slug, times_argument, train)
 
 
 def evaluate(cmd, path, tag, log, reuse):
@@ -81,7 +71,10 @@ def main():
 
     seeds = [int(s) for s in args.seeds.split(",")]
     labels = args.methods.split(",")
-    arguments = {label: method_arguments(label, args.ste_cal_read_time) for label in labels}
+    variants = method_variants(args.ste_cal_read_time)
+    unknown = [label for label in labels if label not in variants]
+    if unknown:
+        raise SystemExit(f"--methods: unknown method '{unknown[0]}' (expected one of {', '.join(variants)})")
     os.makedirs(args.out, exist_ok=True)
     log = os.path.join(args.out, "log.txt")
     xbar = [args.xbar, "--threads", str(args.threads)]
@@ -92,7 +85,7 @@ def main():
         for seed in seeds:
             by_seed[seed] = {}
             for label in labels:
-                method, extra = arguments[label]
+                method, extra = variants[label]
                 path = os.path.join(args.out, f"s{seed}-{name}-{slug(label)}.h5")
                 train(xbar + ["train", "--card", card, "--model", args.model, "--data", "fashion-mnist",
                               "--method", method, "--epochs", str(args.epochs), "--batch", str(args.batch),

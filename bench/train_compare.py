@@ -28,7 +28,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_support import (COST_METHODS, STE_CAL, TIME_NAMES, accuracy_cell,  # noqa: E402
                            add_image_recipe_arguments, print_cost_table, print_table, run, run_summary, score_at,
-                           slug, ste_cal_arguments, times_argument, train)
+                           method_variants, slug, times_argument, train)
 
 TIMES = [1.0, 3600.0, 86400.0, 2592000.0]
 
@@ -64,12 +64,13 @@ def main():
 
     # 1. Training cost side by side: one epoch of the same images for each method.
     harsh = cards[0]
-    ste_cal = ste_cal_arguments(args.ste_cal_read_time)
-    for method, extra in [(m, []) for m in COST_METHODS] + [(STE_CAL, ste_cal)]:
-        path = os.path.join(args.out, f"cost-{slug(method)}.h5")
-        train(xbar + ["train", "--card", harsh, "--method", method.split()[0], "--epochs", "1",
+    variants = method_variants(args.ste_cal_read_time)
+    for label in COST_METHODS + [STE_CAL]:
+        method, extra = variants[label]
+        path = os.path.join(args.out, f"cost-{slug(label)}.h5")
+        train(xbar + ["train", "--card", harsh, "--method", method, "--epochs", "1",
                       "--train-limit", str(args.cost_train_limit), "-o", path] + common + extra, path, log, args.reuse)
-        results["cost"][method] = run_metrics(path)
+        results["cost"][label] = run_metrics(path)
 
     cost = results["cost"]
     if args.cost_only:
@@ -86,10 +87,10 @@ def main():
         name = os.path.splitext(os.path.basename(card))[0]
         card_runs = dict(runs)
         # On the first (harsh) card every STE backward, to pick the best; elsewhere the default.
-        variants = [("nat", "nat", []), ("ste", "ste", []), (STE_CAL, "ste", ste_cal)]
+        card_variants = [(label, *variants[label]) for label in ("nat", "ste", STE_CAL)]
         if card == harsh:
-            variants += [(f"ste ({b})", "ste", ["--ste-backward", b]) for b in args.ste_backwards.split(",") if b]
-        for label, method, extra in variants:
+            card_variants += [(f"ste ({b})", "ste", ["--ste-backward", b]) for b in args.ste_backwards.split(",") if b]
+        for label, method, extra in card_variants:
             path = os.path.join(args.out, f"{name}-{slug(label)}.h5")
             cmd = xbar + ["train", "--card", card, "--method", method, "--epochs", str(args.epochs),
                           "--train-limit", str(args.train_limit), "-o", path] + common + extra
