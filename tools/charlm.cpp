@@ -79,6 +79,7 @@ std::string summary_text(const training::RunConfig& config, const models::CharLm
       shape_text(run.model), parameters, config.data, method_text(config), config.seed, config.batch,
       run.model.context, config.optimizer, config.learning_rate,
       config.lr_decay != 1.0 ? fmt::format(" × {}^(step/{})", config.lr_decay, kLrDecaySteps) : "");
+  if (!config.init_checkpoint.empty()) text += fmt::format("started from the weights of {}\n", config.init_checkpoint);
   text += "   step  train_loss  val_loss  val_bits/char  wall_s  s_per_step  peak_memory\n";
   double train_time = 0;
   std::int64_t previous = 0, counted = 0;
@@ -125,10 +126,11 @@ std::string charlm_train_command(const TrainOptions& options, const CharLmTrainO
   training::RunConfig config;
   training::RunProgress progress;
   models::CharLmRun run;
-  std::optional<training::Checkpoint> checkpoint;
+  std::optional<training::Checkpoint> checkpoint, pretrained;
   core::Card card;
   if (!options.resume.empty()) {
     const auto& file = options.resume;
+    if (!options.init.empty()) read_init_checkpoint(options.init, file);  // throws: --init and --resume together
     checkpoint = training::read_checkpoint(file);
     config = checkpoint->config;
     if (config.model != models::kCharLmModel) {
@@ -170,12 +172,31 @@ std::string charlm_train_command(const TrainOptions& options, const CharLmTrainO
     config.train_limit = 0;
     config.train_read_time_s = options.train_read_time_s.value_or(0.0);
     config.train_column_calibration = options.train_column_calibration.value_or(false);
-    run.model.vocab_size = models::CharVocabulary::size;
-    run.model.context = lm.context.value_or(run.model.context);
-    run.model.width = lm.width.value_or(run.model.width);
-    run.model.heads = lm.heads.value_or(run.model.heads);
-    run.model.layers = lm.layers.value_or(run.model.layers);
-    run.split_seed = models::kBrownSplitSeed;
+    pretrained = read_init_checkpoint(options.init, options.resume);
+    if (pretrained) {
+      // The network of the run it starts from: its shape, and the split whose test documents
+      // it never saw.
+      const auto& file = options.init;
+      if (pretrained->config.model != models::kCharLmModel) {
+        throw UserError(
+            fmt::format("--init {}: the run is a {} run, not charlm", file.string(), pretrained->config.model));
+      }
+      const models::CharLmRun pretrained_run = models::read_char_lm_section(file);
+      require_init_same("--context", lm.context, pretrained_run.model.context, file);
+      require_init_same("--width", lm.width, pretrained_run.model.width, file);
+      require_init_same("--heads", lm.heads, pretrained_run.model.heads, file);
+      require_init_same("--layers", lm.layers, pretrained_run.model.layers, file);
+      run.model = pretrained_run.model;
+      run.split_seed = pretrained_run.split_seed;
+      config.init_checkpoint = file.string();
+    } else {
+      run.model.vocab_size = models::CharVocabulary::size;
+      run.model.context = lm.context.value_or(run.model.context);
+      run.model.width = lm.width.value_or(run.model.width);
+      run.model.heads = lm.heads.value_or(run.model.heads);
+      run.model.layers = lm.layers.value_or(run.model.layers);
+      run.split_seed = models::kBrownSplitSeed;
+    }
     run.steps = lm.steps.value_or(kDefaultSteps);
     run.validation_limit = lm.validation_limit.value_or(kDefaultValidationLimit);
   }
@@ -200,6 +221,8 @@ std::string charlm_train_command(const TrainOptions& options, const CharLmTrainO
     training::load_model(*checkpoint, model);
     trainer.set_optimizer_state(checkpoint->optimizer, options.resume.string());
     trainer.set_global_step(progress.global_step);
+  } else if (pretrained) {
+    training::load_model(*pretrained, model);
   }
   const std::shared_ptr<training::HardwareContext> context = factory->context();
   auto save = [&] {

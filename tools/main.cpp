@@ -206,6 +206,9 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   train->add_option("-o,--output", train_options.output, "Checkpoint to write (HDF5; rewritten after every epoch)");
   train->add_option("--resume", train_options.resume, "Continue the run in this checkpoint up to --epochs (--steps)");
+  train->add_option("--init", train_options.init,
+                    "Start a new run from the weights of this trained run (same network; fresh optimiser and "
+                    "steps): e.g. fine-tune an ideal network with --method ste");
   // --model charlm (tools/charlm.hpp).
   xbar::tools::CharLmTrainOptions charlm_options;
   std::int64_t charlm_steps = 0, charlm_validation_limit = 0;
@@ -303,7 +306,8 @@ int main(int argc, char** argv) {
       if (train_augment_opt->count()) train_options.augment = train_augment;
       if (train_calibrate_opt->count()) train_options.train_column_calibration = true;
       if (train_options.model == std::string("charlm") ||
-          (!train_options.model && xbar::tools::is_charlm_checkpoint(train_options.resume))) {
+          (!train_options.model && (xbar::tools::is_charlm_checkpoint(train_options.resume) ||
+                                    xbar::tools::is_charlm_checkpoint(train_options.init)))) {
         if (charlm_opts[0]->count()) charlm_options.steps = charlm_steps;
         if (charlm_opts[1]->count()) charlm_options.context = charlm_context;
         if (charlm_opts[2]->count()) charlm_options.width = charlm_width;

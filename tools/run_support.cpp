@@ -99,6 +99,16 @@ std::filesystem::path checkpoint_output(const std::filesystem::path& output, con
   return path;
 }
 
+std::optional<training::Checkpoint> read_init_checkpoint(const std::filesystem::path& init,
+                                                         const std::filesystem::path& resume) {
+  if (init.empty()) return std::nullopt;
+  if (!resume.empty())
+    throw core::UserError(fmt::format("--init {} with --resume {}: --init starts a new run from a trained one's "
+                                      "weights, --resume continues a run; give one",
+                                      init.string(), resume.string()));
+  return training::read_checkpoint(init);
+}
+
 std::string megabytes(double bytes) { return fmt::format("{:.0f} MB", bytes / 1e6); }
 
 }  // namespace xbar::tools

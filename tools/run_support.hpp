@@ -69,6 +69,13 @@ std::string method_text(const training::RunConfig& config);
 // neither is given or the folder does not exist.
 std::filesystem::path checkpoint_output(const std::filesystem::path& output, const std::filesystem::path& resume);
 
+// The run a fresh run starts from (--init FILE; std::nullopt when `init` is empty): its
+// parameters and buffers become the new run's initial weights, while the method, optimiser, step
+// size and step count start afresh (fine-tuning a pretrained network on the hardware). A UserError
+// when `resume` is also given. The caller checks the run's model and shape.
+std::optional<training::Checkpoint> read_init_checkpoint(const std::filesystem::path& init,
+                                                         const std::filesystem::path& resume);
+
 // "123 MB".
 std::string megabytes(double bytes);
 
@@ -87,6 +94,19 @@ void require_same(const char* option, const std::optional<T>& given, const T& sa
   if (given && *given != saved) {
     throw core::UserError(fmt::format("{} {} conflicts with the run being resumed ({} was trained with {} {}); a "
                                       "resumed run keeps its configuration",
+                                      option, show_option_value(*given), file.string(), option,
+                                      show_option_value(saved)));
+  }
+}
+
+// A run started from another's weights (--init) has that run's network: an option that shapes
+// the network given with another value is a mistake.
+template <class T>
+void require_init_same(const char* option, const std::optional<T>& given, const T& saved,
+                       const std::filesystem::path& file) {
+  if (given && *given != saved) {
+    throw core::UserError(fmt::format("{} {} conflicts with --init {}, a run with {} {}: the new run starts from its "
+                                      "weights, so its network must be the same",
                                       option, show_option_value(*given), file.string(), option,
                                       show_option_value(saved)));
   }

@@ -80,6 +80,7 @@ std::string summary_text(const training::RunConfig& config, const training::RunP
                                  config.batch, config.optimizer, config.learning_rate,
                                  config.lr_decay != 1.0 ? fmt::format(" × {}^(epoch−1)", config.lr_decay) : "");
   if (config.augment != "none") text.insert(text.size() - 1, ", augment " + config.augment);
+  if (!config.init_checkpoint.empty()) text += fmt::format("started from the weights of {}\n", config.init_checkpoint);
   text += "epoch  train_loss  train_acc  test_acc  wall_s  train_s  peak_memory\n";
   for (const auto& m : progress.history) {
     text += fmt::format("{:5d}  {:10.4f}  {:9.4f}  {:8.4f}  {:6.1f}  {:7.1f}  {}\n", m.epoch, m.train_loss,
@@ -110,9 +111,11 @@ std::string summary_text(const training::RunConfig& config, const training::RunP
 std::string train_command(const TrainOptions& options) {
   training::RunConfig config;
   training::RunProgress progress;
-  std::optional<training::Checkpoint> checkpoint;
+  std::optional<training::Checkpoint> checkpoint, pretrained;
   core::Card card;
   if (!options.resume.empty()) {
+    if (!options.init.empty())
+      read_init_checkpoint(options.init, options.resume);  // throws: --init and --resume together
     checkpoint = training::read_checkpoint(options.resume);
     config = checkpoint->config;
     const auto& file = options.resume;
@@ -132,10 +135,15 @@ std::string train_command(const TrainOptions& options) {
     card = resumed_run_card(config, options.card, options.overrides, options.seed, file);
     progress = checkpoint->progress;
   } else {
-    if (!options.model) throw UserError("--model is required (expected one of: mlp, lenet)");
+    pretrained = read_init_checkpoint(options.init, options.resume);
+    if (!options.model && !pretrained) throw UserError("--model is required (expected one of: mlp, lenet)");
     if (options.card.empty()) throw UserError("--card is required");
     card = load_card_with_seed(options.card, options.overrides, options.seed);
-    config.model = *options.model;
+    config.model = options.model.value_or(pretrained ? pretrained->config.model : "");
+    if (pretrained) {
+      require_init_same("--model", options.model, pretrained->config.model, options.init);
+      config.init_checkpoint = options.init.string();
+    }
     config.data = options.data.value_or("fashion-mnist");
     config.method = options.method.value_or("ideal");
     config.ste_backward = options.ste_backward.value_or("effective");
@@ -173,6 +181,8 @@ std::string train_command(const TrainOptions& options) {
     training::load_model(*checkpoint, *model);
     trainer.set_optimizer_state(checkpoint->optimizer, options.resume.string());
     trainer.set_global_step(progress.global_step);
+  } else if (pretrained) {
+    training::load_model(*pretrained, *model);
   }
 
   const Labelled train = load_split(config.data, models::Split::train, static_cast<std::size_t>(config.train_limit));

@@ -33,6 +33,7 @@ struct TrainOptions {
   std::optional<bool> train_column_calibration;  // ste: per-column calibration in every training forward
   std::filesystem::path output;               // -o RUN.h5 (default with --resume: the resumed file)
   std::filesystem::path resume;               // --resume RUN.h5
+  std::filesystem::path init;                 // --init RUN.h5: a fresh run starting from that run's weights
 };
 
 // Runs the training, writing the checkpoint after every epoch; progress goes to stderr (a bar on

@@ -1,7 +1,8 @@
 // `xbar train --model charlm`, `xbar eval` of a charlm run and `xbar generate` as a user meets
 // them, on a tiny transformer and a small synthetic corpus in the Brown corpus's tagged format:
 // training learns, a resumed run equals a straight one bit for bit (ideal and ste), the thread
-// count changes nothing, eval prints perplexity per read time, generation continues the prompt
+// count changes nothing, a run started from a trained one's weights (--init) fine-tunes them,
+// eval prints perplexity per read time, generation continues the prompt
 // and is seeded, and mistakes are one-line user errors that leave no file behind.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -187,6 +188,61 @@ TEST_F(CharLmCli, SteRunOnNoisyTilesResumesBitIdenticallyWithAnyThreadCount) {
   EXPECT_EQ(trace.attribute_string("/", "method"), "ste");
   EXPECT_TRUE(trace.exists("/buffers/block0.attention.query.input_scale")) << "analog layers keep their buffers";
   EXPECT_TRUE(trace.exists("/buffers/head.weight_clip"));
+}
+
+TEST_F(CharLmCli, InitStartsAFreshRunFromATrainedRunsWeightsAndItsShape) {
+  ASSERT_EQ(xbar(kIdealRun + " --steps 20 -o " + out("pretrained.h5")).exit_code, 0);
+  const xbar::core::TraceReader pretrained(dir_ / "pretrained.h5");
+  // One step at a negligible step size: the weights are the pretrained ones, not the seeded draws;
+  // the shape comes from the run (no shape option given).
+  const std::string init = "train --init " + out("pretrained.h5") + " --validation-limit 256 --batch 8";
+  const Outcome still = xbar(init + " --card cards/ideal.yaml --lr 1e-12 --steps 1 -o " + out("still.h5"));
+  ASSERT_EQ(still.exit_code, 0) << still.err;
+  EXPECT_THAT(still.out, HasSubstr("started from the weights of " + (dir_ / "pretrained.h5").string()));
+  EXPECT_THAT(still.out, HasSubstr("context 8, width 16, 2 heads, 1 layers"));
+  const xbar::core::TraceReader trace(dir_ / "still.h5");
+  EXPECT_EQ(trace.attribute_string("/", "init_checkpoint"), (dir_ / "pretrained.h5").string());
+  EXPECT_EQ(pretrained.attribute_string("/", "init_checkpoint"), "") << "a run from the seeded weights";
+  EXPECT_EQ(trace.attribute_int("/", "global_step"), 1) << "the step count starts afresh";
+  EXPECT_EQ(trace.attribute_int("/charlm", "split_seed"), pretrained.attribute_int("/charlm", "split_seed"));
+  for (const char* name : {"/parameters/head.weight", "/parameters/block0.mlp.fc.weight"}) {
+    const Eigen::MatrixXd before = pretrained.read_matrix(name), after = trace.read_matrix(name);
+    ASSERT_EQ(after.rows(), before.rows());
+    EXPECT_LT((after - before).cwiseAbs().maxCoeff(), 1e-9) << name;
+  }
+  ASSERT_EQ(xbar("train --card cards/ideal.yaml --method ideal --lr 1e-12 --steps 1" + kTiny + " -o " + out("seeded.h5"))
+                .exit_code,
+            0);
+  EXPECT_GT((xbar::core::TraceReader(dir_ / "seeded.h5").read_matrix("/parameters/head.weight") -
+             trace.read_matrix("/parameters/head.weight")).cwiseAbs().maxCoeff(), 1e-3);
+
+  // Fine-tuning with ste on noisy tiles learns from there, and resumes bit-identically (from its
+  // own weights, not the pretrained ones again).
+  const std::string tune = init + kNoisyCard + " --method ste --lr 0.003";
+  ASSERT_EQ(xbar(tune + " --steps 6 -o " + out("straight.h5")).exit_code, 0);
+  ASSERT_EQ(xbar("--threads 1 " + tune + " --steps 3 -o " + out("part.h5")).exit_code, 0);
+  const Outcome resumed = xbar("train --resume " + out("part.h5") + " --steps 6 -o " + out("resumed.h5"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  expect_same_state(dir_ / "straight.h5", dir_ / "resumed.h5");
+  EXPECT_EQ(xbar::core::TraceReader(dir_ / "resumed.h5").attribute_string("/", "init_checkpoint"), (dir_ / "pretrained.h5").string());
+
+  // Mistakes: a different shape, with --resume, a file that is no run; no file is left.
+  struct Case {
+    std::string args, expected;
+  };
+  const std::vector<Case> cases = {
+      {init + " --card cards/ideal.yaml --width 32 -o " + out("a.h5"), "--width 32 conflicts with --init"},
+      {"train --card cards/ideal.yaml --model mlp --init " + out("pretrained.h5") + " -o " + out("a.h5"),
+       "--model mlp conflicts with --init"},
+      {init + " --resume " + out("part.h5") + " -o " + out("a.h5"), "--resume"},
+      {"train --card cards/ideal.yaml --model charlm --init " + out("none.h5") + " -o " + out("a.h5"), "none.h5"},
+  };
+  for (const Case& c : cases) {
+    const Outcome run = xbar(c.args);
+    EXPECT_EQ(run.exit_code, 2) << c.args << "\n" << run.err;
+    EXPECT_THAT(run.err, HasSubstr(c.expected)) << c.args;
+    EXPECT_FALSE(fs::exists(dir_ / "a.h5")) << c.args;
+  }
 }
 
 TEST_F(CharLmCli, EvalPrintsPerplexityAndBitsPerCharacterPerReadTime) {

@@ -1,6 +1,7 @@
 // `xbar train` and `xbar eval` as a user meets them, on a small generated IDX data set: one
 // epoch writes a checkpoint with metrics, a resumed run equals a straight one bit for bit, the
-// thread count changes nothing, eval scores the checkpoint on simulated hardware, and mistakes
+// thread count changes nothing, a run started from a trained one's weights (--init) keeps them,
+// eval scores the checkpoint on simulated hardware, and mistakes
 // are one-line user errors that leave no file behind.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -210,6 +211,36 @@ TEST_F(TrainCli, SteThroughCalibratedColumnsIsStoredResumedAndScored) {
                               " --repeats 1 --test-limit 8 --calibrate-columns 8");
   ASSERT_EQ(scored.exit_code, 0) << scored.err;
   EXPECT_THAT(scored.out, HasSubstr("column calibration on 8"));
+}
+
+TEST_F(TrainCli, InitFineTunesATrainedRunOnTheCardFromItsWeights) {
+  ASSERT_EQ(xbar(kDigitalRun + " --epochs 2 -o " + out("pretrained.h5")).exit_code, 0);
+  // The model comes from the run; an epoch at a negligible step size keeps its weights.
+  const std::string init = "train --init " + out("pretrained.h5") + " --test-limit 50 --batch 64";
+  const Outcome still = xbar(init + " --card cards/ideal.yaml --lr 1e-12 -o " + out("still.h5"));
+  ASSERT_EQ(still.exit_code, 0) << still.err;
+  EXPECT_THAT(still.out, HasSubstr("xbar train: mlp"));
+  EXPECT_THAT(still.out, HasSubstr("started from the weights of " + (dir_ / "pretrained.h5").string()));
+  const xbar::core::TraceReader pretrained(dir_ / "pretrained.h5"), trace(dir_ / "still.h5");
+  EXPECT_EQ(trace.attribute_string("/", "init_checkpoint"), (dir_ / "pretrained.h5").string());
+  EXPECT_EQ(trace.attribute_int("/", "epochs_completed"), 1) << "the epochs start afresh";
+  const Eigen::MatrixXd before = pretrained.read_matrix("/parameters/fc1.weight");
+  EXPECT_LT((trace.read_matrix("/parameters/fc1.weight") - before).cwiseAbs().maxCoeff(), 1e-9);
+  // The pretrained accuracy carries over (the seeded network is at chance after a still epoch).
+  EXPECT_NEAR(trace.read_matrix("/metrics/test_accuracy")(0), pretrained.read_matrix("/metrics/test_accuracy")(1), 1e-12);
+
+  // Fine-tuning with ste on the card resumes bit-identically from its own weights.
+  train_half_and_resume(init + " " + kAnalogCard + " --method ste --train-limit 64", 50);
+  ASSERT_FALSE(HasFailure());
+  EXPECT_EQ(xbar::core::TraceReader(dir_ / "resumed.h5").attribute_string("/", "init_checkpoint"), (dir_ / "pretrained.h5").string());
+
+  const Outcome other_model = xbar(init + " --card cards/ideal.yaml --model lenet -o " + out("a.h5"));
+  EXPECT_EQ(other_model.exit_code, 2);
+  EXPECT_THAT(other_model.err, HasSubstr("--model lenet conflicts with --init"));
+  const Outcome with_resume = xbar(init + " --resume " + out("half.h5") + " -o " + out("a.h5"));
+  EXPECT_EQ(with_resume.exit_code, 2);
+  EXPECT_THAT(with_resume.err, HasSubstr("--init"));
+  EXPECT_FALSE(fs::exists(dir_ / "a.h5"));
 }
 
 TEST_F(TrainCli, MistakesAreUserErrorsThatLeaveNoFile) {
