@@ -16,6 +16,7 @@ import numpy as np
 
 COST_METHODS = ["nat", "nat-full", "ste"]
 STE_CAL = "ste cal-trained"  # ste with --train-calibrate-columns --train-read-time T
+STE_AGED = "ste aged"  # ste with --train-read-time T: trained on the hardware as read when scored
 TIME_NAMES = {1.0: "1 s", 3600.0: "1 h", 86400.0: "1 day", 2592000.0: "1 month"}
 
 
@@ -27,9 +28,10 @@ def slug(label):
 def method_variants(ste_cal_read_time_s):
     """The method labels of the comparisons and what each trains with: label -> (`xbar train
     --method`, extra options). STE_CAL is STE with column calibration in training, on hardware read
-    at ste_cal_read_time_s (s) after programming."""
+    at ste_cal_read_time_s (s) after programming; STE_AGED plain STE on hardware read then."""
+    read_time = ["--train-read-time", f"{ste_cal_read_time_s:g}"]
     return {"nat": ("nat", []), "nat-full": ("nat-full", []), "ste": ("ste", []),
-            STE_CAL: ("ste", ["--train-calibrate-columns", "--train-read-time", f"{ste_cal_read_time_s:g}"])}
+            STE_CAL: ("ste", ["--train-calibrate-columns"] + read_time), STE_AGED: ("ste", read_time)}
 
 
 def accuracy_cell(score):
