@@ -202,6 +202,11 @@ int main(int argc, char** argv) {
       "--train-calibrate-columns", train_calibrate,
       "ste: fit and apply a gain and offset per output onto the ideal layer in every training forward (the "
       "correction of xbar eval --calibrate-columns), so the network trains through calibrated hardware");
+  double train_calibrate_fraction = 1;
+  CLI::Option* train_calibrate_fraction_opt = train->add_option(
+      "--train-calibrate-fraction", train_calibrate_fraction,
+      "With --train-calibrate-columns: calibrate only this fraction of the training steps (drawn per step), "
+      "the others read the raw hardware (default 1)");
   train->add_option("--set", train_options.overrides, "Override a card value, key.path=value; repeatable")
       ->allow_extra_args(false);
   train->add_option("-o,--output", train_options.output, "Checkpoint to write (HDF5; rewritten after every epoch)");
@@ -305,6 +310,7 @@ int main(int argc, char** argv) {
       if (train_read_time_opt->count()) train_options.train_read_time_s = train_read_time;
       if (train_augment_opt->count()) train_options.augment = train_augment;
       if (train_calibrate_opt->count()) train_options.train_column_calibration = true;
+      if (train_calibrate_fraction_opt->count()) train_options.train_calibration_fraction = train_calibrate_fraction;
       if (train_options.model == std::string("charlm") ||
           (!train_options.model && (xbar::tools::is_charlm_checkpoint(train_options.resume) ||
                                     xbar::tools::is_charlm_checkpoint(train_options.init)))) {

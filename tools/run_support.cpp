@@ -38,6 +38,7 @@ std::unique_ptr<training::LayerFactory> make_factory(const core::Card& card, con
   options.ste_backward = training::parse_ste_backward(config.ste_backward);
   options.train_read_time_s = config.train_read_time_s;
   options.train_column_calibration = config.train_column_calibration;
+  options.train_calibration_fraction = config.train_calibration_fraction;
   return std::make_unique<training::AnalogLayerFactory>(card, devices::builtin_devices(), options);
 }
 
@@ -78,6 +79,12 @@ training::TrainerOptions checked_trainer_options(const training::RunConfig& conf
   if (config.train_column_calibration && config.method != "ste")
     throw core::UserError(fmt::format("--train-calibrate-columns: calibrates the hardware outputs of --method ste; "
                                       "the run's method is {}", config.method));
+  if (!(config.train_calibration_fraction > 0 && config.train_calibration_fraction <= 1))
+    throw core::UserError(fmt::format("--train-calibrate-fraction = {}: must be in (0, 1]",
+                                      config.train_calibration_fraction));
+  if (config.train_calibration_fraction != 1 && !config.train_column_calibration)
+    throw core::UserError("--train-calibrate-fraction: the fraction of steps calibrated by --train-calibrate-columns; "
+                          "give that too");
   training::TrainerOptions trainer_options;
   trainer_options.batch = config.batch;
   trainer_options.learning_rate = config.learning_rate;
@@ -88,8 +95,14 @@ training::TrainerOptions checked_trainer_options(const training::RunConfig& conf
 
 std::string method_text(const training::RunConfig& config) {
   if (config.method != "ste") return config.method;
-  return fmt::format("ste (backward {}{})", config.ste_backward,
-                     config.train_column_calibration ? ", columns calibrated in training" : "");
+  std::string calibration;
+  if (config.train_column_calibration) {
+    calibration = config.train_calibration_fraction < 1
+                      ? fmt::format(", columns calibrated in a fraction {} of the training steps",
+                                    config.train_calibration_fraction)
+                      : ", columns calibrated in training";
+  }
+  return fmt::format("ste (backward {}{})", config.ste_backward, calibration);
 }
 
 std::filesystem::path checkpoint_output(const std::filesystem::path& output, const std::filesystem::path& resume) {

@@ -57,12 +57,13 @@ void restore_buffers(training::Layer& model, const std::vector<Eigen::MatrixXd>&
 void require_writable_folder(const std::filesystem::path& output);
 
 // The checks every model's run configuration shares (--method, --ste-backward, --train-read-time,
-// --lr-decay, --train-calibrate-columns) and the optimiser settings it gives the trainer (checked
+// --lr-decay, --train-calibrate-columns, --train-calibrate-fraction) and the optimiser settings it gives the trainer (checked
 // too); UserError naming the option.
 training::TrainerOptions checked_trainer_options(const training::RunConfig& config);
 
 // The method as the summaries name it: "nat", "ste (backward effective)", "ste (backward
-// effective, columns calibrated in training)".
+// effective, columns calibrated in training)", "ste (backward effective, columns calibrated in a
+// fraction 0.5 of the training steps)".
 std::string method_text(const training::RunConfig& config);
 
 // Where `xbar train` writes its checkpoint: -o, or else the run being resumed; a UserError when

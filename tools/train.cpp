@@ -130,6 +130,8 @@ std::string train_command(const TrainOptions& options) {
     require_same("--seed", options.seed, config.seed, file);
     require_same("--train-read-time", options.train_read_time_s, config.train_read_time_s, file);
     require_same("--train-calibrate-columns", options.train_column_calibration, config.train_column_calibration, file);
+    require_same("--train-calibrate-fraction", options.train_calibration_fraction, config.train_calibration_fraction,
+                 file);
     require_same("--data", options.data, config.data, file);
     require_same("--augment", options.augment, config.augment, file);
     card = resumed_run_card(config, options.card, options.overrides, options.seed, file);
@@ -157,6 +159,7 @@ std::string train_command(const TrainOptions& options) {
     config.train_limit = options.train_limit.value_or(0);
     config.train_read_time_s = options.train_read_time_s.value_or(0.0);
     config.train_column_calibration = options.train_column_calibration.value_or(false);
+    config.train_calibration_fraction = options.train_calibration_fraction.value_or(1.0);
     config.augment = options.augment.value_or("none");
   }
   require_known_data(config.data);

@@ -1,6 +1,7 @@
 // Analog layers over tiles and the training methods; see analog.hpp for the definitions.
 #include "training/analog.hpp"
 
+#include <fmt/format.h>
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
@@ -455,6 +456,16 @@ class AnalogMatrix {
     return map * (weight_clip_(0, 0) / shared_->card.mapping.w_max);
   }
 
+  // Whether the STE forward of training step `step` is column-calibrated: always with
+  // train_column_calibration and fraction 1, a draw from (card seed, step) below 1.
+  bool calibrated_training_step(std::uint64_t step) const {
+    const AnalogOptions& options = shared_->options;
+    if (!options.train_column_calibration) return false;
+    if (options.train_calibration_fraction >= 1) return true;
+    core::RandomStream draw(shared_->card.seed, "train_calibrated_steps", {step});
+    return draw.uniform() < options.train_calibration_fraction;
+  }
+
   Eigen::MatrixXd forward_ste(const Eigen::MatrixXd& weight, const Eigen::MatrixXd& x) {
     const double t = shared_->options.train_read_time_s;
     const std::uint64_t step = shared_->context->step;
@@ -473,7 +484,7 @@ class AnalogMatrix {
         saved_map_ = hardware_map(true);
         break;
     }
-    if (shared_->options.train_column_calibration) {
+    if (calibrated_training_step(step)) {
       const double clip = weight_clip_(0, 0);
       Eigen::VectorXd gain, offset;
       fit_gain_offset(y, weight.cwiseMax(-clip).cwiseMin(clip) * x, gain, offset);
@@ -826,6 +837,9 @@ AnalogLayerFactory::AnalogLayerFactory(const core::Card& card, const devices::De
   if (options.train_column_calibration && options.method != TrainingMethod::ste)
     throw std::invalid_argument("AnalogOptions::train_column_calibration calibrates the ste forward; method is " +
                                 to_string(options.method));
+  if (!(options.train_calibration_fraction > 0 && options.train_calibration_fraction <= 1))
+    throw std::invalid_argument(fmt::format("AnalogOptions::train_calibration_fraction = {}: must be in (0, 1]",
+                                            options.train_calibration_fraction));
   if (options.method == TrainingMethod::ste && options.ste_backward == SteBackward::effective) {
     if (card.solver.method != "auto" && card.solver.method != "effective")
       throw core::UserError(card.file.string() + ": --ste-backward effective reads the exact Jacobian from the "

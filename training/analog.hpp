@@ -48,7 +48,8 @@
 //            g ⊙ y + c: the correction `xbar eval --calibrate-columns` applies, so the network
 //            trains through the calibrated hardware it will be scored on. The backward's matrix
 //            (programmed, effective) then carries the gains, diag(g) W_prog or diag(g) J_eff;
-//            clean stays W_clip, which is what the calibration maps onto.
+//            clean stays W_clip, which is what the calibration maps onto. With
+//            train_calibration_fraction f < 1 only a drawn fraction f of the steps is calibrated.
 #pragma once
 
 #include <cstdint>
@@ -90,6 +91,10 @@ struct AnalogOptions {
   double train_read_time_s = 0;  // read time of the hardware seen in training (s after programming)
   CalibrationTarget calibration_target = CalibrationTarget::ideal_layer;
   bool train_column_calibration = false;  // ste: calibrate every output onto the ideal layer in each training forward
+  // ste with train_column_calibration: the fraction of training steps whose forward is calibrated,
+  // in (0, 1]; the others read the raw hardware, so the network learns to work both ways. Which
+  // steps is drawn from (card seed, step), the same for every layer of a step.
+  double train_calibration_fraction = 1.0;
   int vectors_per_chunk = 2048;  // input vectors per tile call: bounds the working memory, keeps it in cache
 };
 

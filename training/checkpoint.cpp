@@ -74,6 +74,7 @@ void save_checkpoint(const std::filesystem::path& path, const RunConfig& config,
   out.set_attribute("/", "train_read_time_s", config.train_read_time_s);
   out.set_attribute("/", "augment", config.augment);
   out.set_attribute("/", "train_column_calibration", static_cast<std::int64_t>(config.train_column_calibration));
+  out.set_attribute("/", "train_calibration_fraction", config.train_calibration_fraction);
   out.set_attribute("/", "init_checkpoint", config.init_checkpoint);
   out.set_attribute("/", "epochs_completed", static_cast<std::int64_t>(progress.epochs_completed));
   out.set_attribute("/", "global_step", static_cast<std::int64_t>(progress.global_step));
@@ -164,6 +165,11 @@ Checkpoint read_checkpoint(const std::filesystem::path& path) {
     config.train_column_calibration = in.attribute_int("/", "train_column_calibration") != 0;
   } catch (const core::UserError&) {
     config.train_column_calibration = false;  // written before the option existed
+  }
+  try {
+    config.train_calibration_fraction = in.attribute_double("/", "train_calibration_fraction");
+  } catch (const core::UserError&) {
+    config.train_calibration_fraction = 1.0;  // written before the option existed: every step calibrated
   }
   try {
     config.init_checkpoint = in.attribute_string("/", "init_checkpoint");

@@ -213,6 +213,22 @@ TEST_F(TrainCli, SteThroughCalibratedColumnsIsStoredResumedAndScored) {
   EXPECT_THAT(scored.out, HasSubstr("column calibration on 8"));
 }
 
+TEST_F(TrainCli, SteCalibratedInAFractionOfTheStepsIsStoredAndResumed) {
+  const std::string run = "train " + kAnalogCard + " --model lenet --method ste --train-limit 64 --batch 16 "
+                          "--test-limit 8 --train-calibrate-columns --train-calibrate-fraction 0.5";
+  const Outcome half = train_half_and_resume(run, 8);
+  ASSERT_FALSE(HasFailure());
+  EXPECT_THAT(half.out, HasSubstr("columns calibrated in a fraction 0.5 of the training steps"));
+  const xbar::core::TraceReader trace(dir_ / "resumed.h5");
+  EXPECT_EQ(trace.attribute_double("/", "train_calibration_fraction"), 0.5);
+  EXPECT_EQ(trace.attribute_int("/", "train_column_calibration"), 1);
+  const Outcome conflict = xbar("train --resume " + out("half.h5") + " --epochs 2 --train-calibrate-fraction 0.25 -o " +
+                                out("a.h5"));
+  EXPECT_EQ(conflict.exit_code, 2);
+  EXPECT_THAT(conflict.err, HasSubstr("--train-calibrate-fraction 0.25"));
+  EXPECT_FALSE(fs::exists(dir_ / "a.h5"));
+}
+
 TEST_F(TrainCli, InitFineTunesATrainedRunOnTheCardFromItsWeights) {
   ASSERT_EQ(xbar(kDigitalRun + " --epochs 2 -o " + out("pretrained.h5")).exit_code, 0);
   // The model comes from the run; an epoch at a negligible step size keeps its weights.
@@ -256,6 +272,9 @@ TEST_F(TrainCli, MistakesAreUserErrorsThatLeaveNoFile) {
       {base + " --model mlp --lr-decay 1.5 -o " + out("a.h5"), "--lr-decay"},
       {base + " --model mlp --augment crop -o " + out("a.h5"), "--augment"},
       {base + " --model mlp --method nat --train-calibrate-columns -o " + out("a.h5"), "--train-calibrate-columns"},
+      {base + " --model mlp --method ste --train-calibrate-fraction 0.5 -o " + out("a.h5"), "--train-calibrate-columns"},
+      {base + " --model mlp --method ste --train-calibrate-columns --train-calibrate-fraction 0 -o " + out("a.h5"),
+       "--train-calibrate-fraction = 0"},
       {base + " --model mlp --data cifar -o " + out("a.h5"), "cifar"},
       {base + " --model mlp -o " + out("missing/a.h5"), "missing"},
       {base + " --model mlp --set tile.rows=-3 -o " + out("a.h5"), "tile.rows"},

@@ -46,11 +46,12 @@ struct Net {
 
 Net linear_layer(const core::Card& card, training::TrainingMethod method, int in, int out,
                  training::SteBackward backward = training::SteBackward::effective,
-                 bool train_column_calibration = false) {
+                 bool train_column_calibration = false, double train_calibration_fraction = 1.0) {
   training::AnalogOptions options;
   options.method = method;
   options.ste_backward = backward;
   options.train_column_calibration = train_column_calibration;
+  options.train_calibration_fraction = train_calibration_fraction;
   Net net;
   net.factory = std::make_unique<training::AnalogLayerFactory>(card, devices::builtin_devices(), options);
   core::RandomStream rng(11, "init");
@@ -204,6 +205,47 @@ TEST(AnalogLayer, SteWithColumnCalibrationInTrainingFitsEachOutputOntoTheIdealLa
     EXPECT_LT(relative_error(*cal.layer->gradients()[0], dw), 1e-14);
   }
   EXPECT_THROW(linear_layer(card, training::TrainingMethod::nat, 10, 7, training::SteBackward::effective, true),
+               std::invalid_argument);
+}
+
+TEST(AnalogLayer, SteCalibratesADrawnFractionOfTheTrainingStepsTheSameForEveryLayer) {
+  const core::Card card = card_with({"tile.wires.r_wl_segment=40", "tile.wires.r_bl_segment=40",
+                                     "device.model=pcm-joshi2020", "device.g_min=0"});
+  // Two layers per factory, made in the same order (so on the same hardware): raw, always
+  // calibrated, calibrated in half of the steps.
+  struct TwoLayers {
+    Net first;
+    std::unique_ptr<training::Layer> second;
+  };
+  auto two_layers = [&](bool calibrate, double fraction) {
+    TwoLayers net{linear_layer(card, training::TrainingMethod::ste, 10, 7, training::SteBackward::effective, calibrate,
+                               fraction),
+                  nullptr};
+    core::RandomStream rng(12, "init");
+    net.second = net.first.factory->linear(7, 5, rng, training::Init::he_normal, "fc2");
+    return net;
+  };
+  TwoLayers raw = two_layers(false, 1.0), cal = two_layers(true, 1.0), half = two_layers(true, 0.5);
+  const Eigen::MatrixXd x = random_matrix(10, 30, 8, 0, 1), h = random_matrix(7, 30, 9, 0, 1);
+  int calibrated = 0;
+  const int steps = 40;
+  for (int step = 0; step < steps; ++step) {
+    for (TwoLayers* net : {&raw, &cal, &half}) net->first.context->step = static_cast<std::uint64_t>(step);
+    const Eigen::MatrixXd y_raw = raw.first.layer->forward(x), y_cal = cal.first.layer->forward(x);
+    const Eigen::MatrixXd y = half.first.layer->forward(x);
+    ASSERT_NE(y_raw, y_cal);
+    const bool is_calibrated = y == y_cal;
+    EXPECT_TRUE(is_calibrated || y == y_raw) << "step " << step << ": neither the raw nor the calibrated forward";
+    calibrated += is_calibrated;
+    // The second layer is calibrated in the same steps.
+    const Eigen::MatrixXd z_raw = raw.second->forward(h), z_cal = cal.second->forward(h), z = half.second->forward(h);
+    EXPECT_EQ(z, is_calibrated ? z_cal : z_raw) << "step " << step;
+  }
+  EXPECT_GT(calibrated, 10);
+  EXPECT_LT(calibrated, 30);
+  EXPECT_THROW(linear_layer(card, training::TrainingMethod::ste, 10, 7, training::SteBackward::effective, true, 0.0),
+               std::invalid_argument);
+  EXPECT_THROW(linear_layer(card, training::TrainingMethod::ste, 10, 7, training::SteBackward::effective, true, 1.5),
                std::invalid_argument);
 }
 
