@@ -348,46 +348,56 @@ TokenBatch RandomWindowSampler::batch(std::uint64_t step) const {
 }
 
 SequentialWindows::SequentialWindows(const std::vector<std::uint8_t>& ids, int context, int batch_size,
-                                     std::size_t character_limit)
-    : ids_(ids), context_(context), batch_size_(batch_size) {
+                                     std::size_t character_limit, int stride)
+    : ids_(ids), context_(context), batch_size_(batch_size), stride_(stride == 0 ? context : stride) {
   check_window_options(context, batch_size, "SequentialWindows");
+  if (stride_ < 1 || stride_ > context_) {
+    throw std::invalid_argument("SequentialWindows: stride " + std::to_string(stride) + " must be in [1, context = " +
+                                std::to_string(context) + "] (0 = context)");
+  }
   if (ids.size() < 2) {
     throw UserError("text split holds " + std::to_string(ids.size()) + " characters, at least 2 are needed to evaluate");
   }
   characters_ = ids.size() - 1;
   if (character_limit > 0) characters_ = std::min(characters_, character_limit);
-  full_windows_ = characters_ / static_cast<std::size_t>(context_);
-  full_batches_ = (full_windows_ + batch_size_ - 1) / batch_size_;
+  const auto T = static_cast<std::size_t>(context_), S = static_cast<std::size_t>(stride_);
+  if (characters_ < T) {
+    length_ = characters_;
+    cut_windows_ = 1;
+    return;
+  }
+  length_ = T;
+  cut_windows_ = (characters_ - T) / S + 1;
+  const std::size_t covered = (cut_windows_ - 1) * S + T;
+  tail_ = covered < characters_;
+  tail_first_scored_ = static_cast<int>(T - (characters_ - covered));
 }
 
 std::size_t SequentialWindows::batches() const {
-  return full_batches_ + (characters_ % static_cast<std::size_t>(context_) != 0 ? 1 : 0);
+  const auto B = static_cast<std::size_t>(batch_size_);
+  return (windows() + B - 1) / B;
 }
 
 TokenBatch SequentialWindows::batch(std::size_t index) const {
   if (index >= batches()) {
     throw std::out_of_range("SequentialWindows: batch " + std::to_string(index) + " of " + std::to_string(batches()));
   }
-  const auto T = static_cast<std::size_t>(context_);
-  std::size_t first_window = 0, windows = 0, length = T;
+  const auto B = static_cast<std::size_t>(batch_size_), S = static_cast<std::size_t>(stride_);
+  const std::size_t first = index * B, count = std::min(B, windows() - first);
   TokenBatch b;
-  if (index < full_batches_) {
-    first_window = index * batch_size_;
-    windows = std::min<std::size_t>(batch_size_, full_windows_ - first_window);
-  } else {
-    first_window = full_windows_;
-    windows = 1;
-    length = characters_ % T;
-  }
-  b.sequence_length = static_cast<int>(length);
-  b.sequences = static_cast<int>(windows);
-  b.inputs.resize(length * windows);
-  b.targets.resize(length * windows);
-  for (std::size_t n = 0; n < windows; ++n) {
-    const std::size_t start = (first_window + n) * T;
-    for (std::size_t t = 0; t < length; ++t) {
-      b.inputs[n * length + t] = ids_[start + t];
-      b.targets[n * length + t] = ids_[start + t + 1];
+  b.sequence_length = static_cast<int>(length_);
+  b.sequences = static_cast<int>(count);
+  b.inputs.resize(length_ * count);
+  b.targets.resize(length_ * count);
+  b.first_scored.resize(count);
+  for (std::size_t n = 0; n < count; ++n) {
+    const std::size_t w = first + n;
+    const bool cut = w < cut_windows_;
+    const std::size_t start = cut ? w * S : characters_ - length_;
+    b.first_scored[n] = w == 0 ? 0 : cut ? context_ - stride_ : tail_first_scored_;
+    for (std::size_t t = 0; t < length_; ++t) {
+      b.inputs[n * length_ + t] = ids_[start + t];
+      b.targets[n * length_ + t] = ids_[start + t + 1];
     }
   }
   return b;

@@ -129,6 +129,10 @@ struct TokenBatch {
   int sequences = 0;        // N
   std::vector<int> inputs;  // T·N ids
   std::vector<int> targets; // T·N ids
+  // Evaluation windows: sequence n's predictions at positions t >= first_scored[n] count in the
+  // score (a window overlapping the previous one counts only the characters that one did not
+  // predict). Empty (training batches): every position counts.
+  std::vector<int> first_scored;
 };
 
 // Training batches: N windows at uniformly random start positions of a split's ids, drawn from
@@ -150,24 +154,36 @@ class RandomWindowSampler {
 };
 
 // Evaluation: the first P = min(character_limit, ids.size() − 1) characters after the first are
-// predicted (character_limit 0 = all), each exactly once, by non-overlapping windows: window k
-// reads ids[kT .. kT+T−1] and predicts ids[kT+1 .. kT+T] (so position t of a window sees t+1
-// characters of context). The ⌊P/T⌋ full windows are grouped into batches of `batch_size`
-// sequences (the last one may hold fewer); a remainder of P mod T characters forms one last
-// batch of a single shorter sequence. Keeps a reference to `ids`.
+// predicted (character_limit 0 = all) and each is scored exactly once, by windows of T
+// characters that start every S = `stride` characters (1 <= S <= T; 0 means T: non-overlapping
+// windows). Window k reads ids[kS .. kS+T−1] and predicts ids[kS+1 .. kS+T] (position t sees t+1
+// characters of context); window 0 scores all T predictions, every later window only its last S
+// (TokenBatch::first_scored = T − S), so every scored character after the first T has at least
+// T − S + 1 characters of context. Windows are cut while they fit in P; if characters remain, one
+// last window ends at P (reads ids[P−T .. P−1]) and scores only those. When P < T a single
+// window of length P scores everything. The windows are grouped in order into batches of
+// `batch_size` sequences (the last may hold fewer). S = T costs one forward per T characters,
+// S = T/k k times that. Keeps a reference to `ids`.
 class SequentialWindows {
  public:
   // Throws core::UserError when the split holds fewer than 2 ids, std::invalid_argument for a
   // context or batch size < 1.
-  SequentialWindows(const std::vector<std::uint8_t>& ids, int context, int batch_size, std::size_t character_limit);
-  std::size_t characters() const { return characters_; }  // P, the number of predicted characters
+  // Also std::invalid_argument for a stride outside [0, context].
+  SequentialWindows(const std::vector<std::uint8_t>& ids, int context, int batch_size, std::size_t character_limit,
+                    int stride = 0);
+  std::size_t characters() const { return characters_; }  // P, the number of scored characters
+  std::size_t windows() const { return cut_windows_ + (tail_ ? 1 : 0); }
   std::size_t batches() const;
   TokenBatch batch(std::size_t index) const;  // index in [0, batches())
 
  private:
   const std::vector<std::uint8_t>& ids_;
-  int context_, batch_size_;
-  std::size_t characters_, full_windows_, full_batches_;
+  int context_, batch_size_, stride_;
+  std::size_t characters_ = 0;
+  std::size_t length_ = 0;       // characters per window: T, or P when P < T
+  std::size_t cut_windows_ = 0;  // windows starting at kS
+  bool tail_ = false;            // one more window ending at P
+  int tail_first_scored_ = 0;
 };
 
 }  // namespace xbar::models

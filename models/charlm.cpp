@@ -124,9 +124,17 @@ TextScore score_text(training::Layer& model, const SequentialWindows& windows) {
   for (std::size_t b = 0; b < windows.batches(); ++b) {
     const TokenBatch batch = windows.batch(b);
     const Eigen::MatrixXd logits = model.forward(token_matrix(batch));
-    const training::LossResult loss = training::softmax_cross_entropy(logits, batch.targets);
-    nats += loss.loss * static_cast<double>(batch.targets.size());
-    characters += batch.targets.size();
+    const int T = batch.sequence_length;
+    for (int n = 0; n < batch.sequences; ++n) {
+      for (int t = batch.first_scored[static_cast<std::size_t>(n)]; t < T; ++t) {
+        // −ln softmax(column)[target], shifted by the column's largest logit.
+        const Eigen::Index column = static_cast<Eigen::Index>(n) * T + t;
+        const auto logit = logits.col(column).array();
+        const double top = logit.maxCoeff();
+        nats += top + std::log((logit - top).exp().sum()) - logit[batch.targets[static_cast<std::size_t>(column)]];
+        ++characters;
+      }
+    }
   }
   TextScore score;
   score.characters = characters;

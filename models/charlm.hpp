@@ -87,7 +87,8 @@ struct TextScore {
 };
 
 // Scores every window of `windows` with `model` (whatever the hardware context is set to: the
-// caller chooses the phase); each forward is one batch of the windows.
+// caller chooses the phase); each forward is one batch of the windows, and each window's
+// predictions from TokenBatch::first_scored on count (each of the P characters once).
 TextScore score_text(training::Layer& model, const SequentialWindows& windows);
 
 // Samples an id from logits / temperature by inverse transform of one uniform draw of `rng`;

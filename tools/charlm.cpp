@@ -377,11 +377,16 @@ CharLmEvalReport evaluate_charlm_checkpoint(const EvalOptions& options, const Ch
   LoadedCharLm loaded = load_charlm(options.checkpoint, card, lm.digital);
   const int context = loaded.run.model.context;
   const models::BrownCorpus corpus = load_corpus(loaded.run.split_seed);
-  const models::SequentialWindows test(corpus.test.ids, context, batch, options.test_limit);
+  const int stride = lm.stride.value_or(context);
+  if (stride < 1 || stride > context) {
+    throw UserError(fmt::format("--stride = {}: must be in [1, {}] (the run's context) characters", stride, context));
+  }
+  const models::SequentialWindows test(corpus.test.ids, context, batch, options.test_limit, stride);
   training::CharTransformer& model = *loaded.model;
 
   CharLmEvalReport report;
   report.characters = test.characters();
+  report.stride = stride;
   report.digital = lm.digital;
   auto finish = [&](CharLmEvalRow& row) {
     mean_and_std(row.perplexity, row.perplexity_mean, row.perplexity_std);
@@ -437,10 +442,11 @@ CharLmEvalReport evaluate_charlm_checkpoint(const EvalOptions& options, const Ch
 std::string charlm_eval_table(const EvalOptions& options, const CharLmEvalReport& report) {
   std::string text =
       report.digital
-          ? fmt::format("xbar eval: {} digitally (no hardware), {} test characters\n", options.checkpoint.string(),
-                        report.characters)
-          : fmt::format("xbar eval: {} on {}, {} programming(s), {} test characters{}\n", options.checkpoint.string(),
-                        options.card.string(), options.repeats, report.characters,
+          ? fmt::format("xbar eval: {} digitally (no hardware), {} test characters, a window every {}\n",
+                        options.checkpoint.string(), report.characters, report.stride)
+          : fmt::format("xbar eval: {} on {}, {} programming(s), {} test characters, a window every {}{}\n",
+                        options.checkpoint.string(), options.card.string(), options.repeats, report.characters,
+                        report.stride,
                         options.calibrate_columns > 0
                             ? fmt::format(", column calibration on {} held-out windows", options.calibrate_columns)
                             : std::string());
@@ -459,9 +465,11 @@ std::string charlm_eval_json(const EvalOptions& options, const CharLmEvalReport&
     const CharLmEvalRow& row = report.rows[i];
     text += fmt::format(
         "{}{{\"time_s\": {}, \"mean\": {}, \"std\": {}, \"repeats\": {}, \"metric\": \"perplexity\", "
-        "\"bits_per_char_mean\": {}, \"bits_per_char_std\": {}, \"characters\": {}, \"digital\": {}}}",
+        "\"bits_per_char_mean\": {}, \"bits_per_char_std\": {}, \"characters\": {}, \"stride\": {}, "
+        "\"digital\": {}}}",
         i ? ", " : "", row.time_s, row.perplexity_mean, row.perplexity_std, row.perplexity.size(),
-        row.bits_per_char_mean, row.bits_per_char_std, report.characters, report.digital ? "true" : "false");
+        row.bits_per_char_mean, row.bits_per_char_std, report.characters, report.stride,
+        report.digital ? "true" : "false");
   }
   return text + "]\n";
 }

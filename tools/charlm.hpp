@@ -42,6 +42,9 @@ bool is_charlm_checkpoint(const std::filesystem::path& file);
 // characters, calibrate_columns held-out training windows; batch is replaced by `batch` here).
 struct CharLmEvalOptions {
   std::optional<int> batch;  // windows of `context` characters per forward (default 32)
+  // A window every `stride` characters, scoring only the characters the previous one did not
+  // (models::SequentialWindows); default: the context (non-overlapping windows).
+  std::optional<int> stride;
   bool digital = false;      // score the network's digital function instead (no hardware; one row)
 };
 
@@ -54,6 +57,7 @@ struct CharLmEvalRow {
 
 struct CharLmEvalReport {
   std::size_t characters = 0;  // test characters scored
+  int stride = 0;              // characters between window starts
   bool digital = false;
   std::vector<CharLmEvalRow> rows;
 };

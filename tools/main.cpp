@@ -247,6 +247,12 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   eval->add_flag("--json", eval_options.json, "Print only a JSON list of {time_s, mean, std, repeats}");
   xbar::tools::CharLmEvalOptions charlm_eval_options;
+  int eval_stride = 0;
+  CLI::Option* eval_stride_opt = eval->add_option(
+      "--stride", eval_stride,
+      "charlm: a test window every S characters, each scoring the characters the previous one did not predict "
+      "(default: the context, non-overlapping windows; smaller S gives every character more context and costs "
+      "context/S times the forwards)");
   eval->add_flag("--digital", charlm_eval_options.digital,
                  "charlm: score the network's digital function instead of the hardware (reference)");
 
@@ -336,12 +342,14 @@ int main(int argc, char** argv) {
       if (eval_seed_opt->count()) eval_options.seed = eval_seed;
       if (xbar::tools::is_charlm_checkpoint(eval_options.checkpoint)) {
         if (eval_batch_opt->count()) charlm_eval_options.batch = eval_batch;
+        if (eval_stride_opt->count()) charlm_eval_options.stride = eval_stride;
         const auto report = xbar::tools::evaluate_charlm_checkpoint(eval_options, charlm_eval_options);
         std::cout << (eval_options.json ? xbar::tools::charlm_eval_json(eval_options, report)
                                         : xbar::tools::charlm_eval_table(eval_options, report));
         return 0;
       }
       if (charlm_eval_options.digital) throw xbar::core::UserError("--digital: applies to charlm checkpoints only");
+      if (eval_stride_opt->count()) throw xbar::core::UserError("--stride: applies to charlm checkpoints only");
       eval_options.batch = eval_batch;
       const auto report = xbar::tools::evaluate_checkpoint(eval_options);
       std::cout << (eval_options.json ? xbar::tools::eval_json(eval_options, report)

@@ -289,35 +289,65 @@ TEST(RandomWindowSampler, SplitShorterThanAWindowIsAUserError) {
   EXPECT_THROW(RandomWindowSampler(ids, 0, 1, 1), std::invalid_argument);
 }
 
-TEST(SequentialWindows, EveryCharacterAfterTheFirstIsPredictedOnce) {
+TEST(SequentialWindows, EveryCharacterAfterTheFirstIsScoredOnceWithAtLeastTheStridesContext) {
   const std::vector<std::uint8_t> ids = counting_ids(1000);
-  for (std::size_t limit : {std::size_t{0}, std::size_t{333}, std::size_t{5000}}) {
-    const SequentialWindows windows(ids, 10, 4, limit);
-    const std::size_t predicted = limit == 0 ? 999 : std::min<std::size_t>(limit, 999);
-    EXPECT_EQ(windows.characters(), predicted);
-    std::vector<int> inputs, targets;
-    std::size_t total = 0;
-    for (std::size_t k = 0; k < windows.batches(); ++k) {
-      const TokenBatch b = windows.batch(k);
-      ASSERT_EQ(b.inputs.size(), static_cast<std::size_t>(b.sequence_length) * b.sequences);
-      ASSERT_LE(b.sequences, 4);
-      ASSERT_LE(b.sequence_length, 10);
-      inputs.insert(inputs.end(), b.inputs.begin(), b.inputs.end());
-      targets.insert(targets.end(), b.targets.begin(), b.targets.end());
-      total += b.inputs.size();
-    }
-    ASSERT_EQ(total, predicted);
-    for (std::size_t i = 0; i < predicted; ++i) {
-      ASSERT_EQ(inputs[i], ids[i]) << "limit " << limit << ", position " << i;
-      ASSERT_EQ(targets[i], ids[i + 1]) << "limit " << limit << ", position " << i;
+  const int T = 10;
+  for (int stride : {0, 10, 7, 3, 1}) {
+    const int S = stride == 0 ? T : stride;
+    for (std::size_t limit : {std::size_t{0}, std::size_t{333}, std::size_t{5000}, std::size_t{10}, std::size_t{4}}) {
+      SCOPED_TRACE("stride " + std::to_string(stride) + ", limit " + std::to_string(limit));
+      const SequentialWindows windows(ids, T, 4, limit, stride);
+      const std::size_t predicted = limit == 0 ? 999 : std::min<std::size_t>(limit, 999);
+      EXPECT_EQ(windows.characters(), predicted);
+      // Every scored prediction: its position in the text and the context it saw.
+      std::vector<int> times_scored(predicted, 0);
+      std::size_t windows_seen = 0, previous_start = 0;
+      for (std::size_t k = 0; k < windows.batches(); ++k) {
+        const TokenBatch b = windows.batch(k);
+        const auto length = static_cast<std::size_t>(b.sequence_length);
+        ASSERT_EQ(b.inputs.size(), length * b.sequences);
+        ASSERT_EQ(b.first_scored.size(), static_cast<std::size_t>(b.sequences));
+        ASSERT_LE(b.sequences, 4);
+        ASSERT_EQ(length, std::min<std::size_t>(T, predicted)) << "every window has the full context";
+        for (std::size_t n = 0; n < static_cast<std::size_t>(b.sequences); ++n, ++windows_seen) {
+          // Counting ids (position mod V) and starts that advance by at most S < V: the start is
+          // the first position from the previous start that has the window's first id.
+          const std::size_t V = CharVocabulary::size;
+          const std::size_t start =
+              previous_start + (static_cast<std::size_t>(b.inputs[n * length]) + V - previous_start % V) % V;
+          ASSERT_LE(start - previous_start, static_cast<std::size_t>(S));
+          previous_start = start;
+          for (std::size_t t = 0; t < length; ++t) {
+            ASSERT_EQ(b.inputs[n * length + t], ids[start + t]);
+            ASSERT_EQ(b.targets[n * length + t], ids[start + t + 1]);
+          }
+          ASSERT_GE(b.first_scored[n], 0);
+          for (std::size_t t = static_cast<std::size_t>(b.first_scored[n]); t < length; ++t) {
+            ASSERT_LT(start + t, predicted);
+            ++times_scored[start + t];
+            if (start + t >= static_cast<std::size_t>(T)) EXPECT_GE(t + 1, static_cast<std::size_t>(T - S + 1));
+          }
+        }
+      }
+      EXPECT_EQ(windows_seen, windows.windows());
+      for (std::size_t i = 0; i < predicted; ++i) ASSERT_EQ(times_scored[i], 1) << "character " << i;
     }
   }
-  // 333 = 33 windows of 10 (9 batches, the last of 1 window) and one window of 3.
-  const SequentialWindows windows(ids, 10, 4, 333);
-  EXPECT_EQ(windows.batches(), 10u);
-  EXPECT_EQ(windows.batch(8).sequences, 1);
-  EXPECT_EQ(windows.batch(9).sequence_length, 3);
-  EXPECT_THROW(windows.batch(10), std::out_of_range);
+  // 333 characters, non-overlapping: 33 windows of 10 and one ending at 333 that scores its last
+  // 3 predictions, in 9 batches of 4 (the last of 2).
+  const SequentialWindows windows(ids, T, 4, 333);
+  EXPECT_EQ(windows.windows(), 34u);
+  EXPECT_EQ(windows.batches(), 9u);
+  EXPECT_EQ(windows.batch(8).sequences, 2);
+  EXPECT_EQ(windows.batch(8).inputs[10], ids[323]);
+  EXPECT_EQ(windows.batch(8).first_scored[1], 7);
+  EXPECT_THROW(windows.batch(9), std::out_of_range);
+  // Stride 5: windows every 5 characters score their last 5.
+  const SequentialWindows half(ids, T, 4, 333, 5);
+  EXPECT_EQ(half.windows(), 66u);  // 65 cut windows (starts 0 ... 320) and the one ending at 333
+  EXPECT_EQ(half.batch(0).first_scored, (std::vector<int>{0, 5, 5, 5}));
+  EXPECT_THROW(SequentialWindows(ids, T, 4, 0, 11), std::invalid_argument);
+  EXPECT_THROW(SequentialWindows(ids, T, 4, 0, -1), std::invalid_argument);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -70,29 +70,37 @@ TEST(ScoreText, EqualsTheMeanCrossEntropyOfEveryPredictedCharacterOneWindowAtATi
   training::CharTransformer model(tiny_config(), factory, init);
   std::vector<std::uint8_t> ids;
   for (int i = 0; i < 23; ++i) ids.push_back(static_cast<std::uint8_t>((i * 7 + i * i) % CharVocabulary::size));
-  // 22 predicted characters: five windows of 4 in batches of 2 (2, 2, 1) and a remainder of 2.
+  // −ln p(ids[start + t + 1]) predicted at position t of the window ids[start .. start+length−1].
+  auto nats_at = [&](std::size_t start, std::size_t length, std::size_t t) {
+    Eigen::MatrixXd x(static_cast<Eigen::Index>(length), 1);
+    for (std::size_t k = 0; k < length; ++k) x(static_cast<Eigen::Index>(k), 0) = ids[start + k];
+    const Eigen::VectorXd column = model.forward(x).col(static_cast<Eigen::Index>(t));
+    const double top = column.maxCoeff();
+    return top + std::log((column.array() - top).exp().sum()) - column[ids[start + t + 1]];
+  };
+
+  // 22 predicted characters, non-overlapping windows of 4: five windows from 0 to 16, then one
+  // ending at 22 (from 18) that scores the last two; batches of 2.
   const SequentialWindows windows(ids, 4, 2, 0);
   const TextScore score = score_text(model, windows);
   ASSERT_EQ(score.characters, 22u);
-
   double nats = 0;
-  for (std::size_t start = 0; start + 1 < ids.size(); start += 4) {
-    const std::size_t length = std::min<std::size_t>(4, ids.size() - 1 - start);
-    Eigen::MatrixXd x(static_cast<Eigen::Index>(length), 1);
-    for (std::size_t t = 0; t < length; ++t) x(static_cast<Eigen::Index>(t), 0) = ids[start + t];
-    const Eigen::MatrixXd logits = model.forward(x);
-    for (std::size_t t = 0; t < length; ++t) {
-      const Eigen::VectorXd column = logits.col(static_cast<Eigen::Index>(t));
-      const double top = column.maxCoeff();
-      const double log_sum = top + std::log((column.array() - top).exp().sum());
-      nats += log_sum - column[ids[start + t + 1]];
-    }
-  }
+  for (std::size_t start = 0; start + 4 <= 20; start += 4)
+    for (std::size_t t = 0; t < 4; ++t) nats += nats_at(start, 4, t);
+  nats += nats_at(18, 4, 2) + nats_at(18, 4, 3);
   EXPECT_NEAR(score.nats_per_char, nats / 22.0, 1e-12 * nats);
   EXPECT_NEAR(score.bits_per_char(), score.nats_per_char / std::log(2.0), 1e-12);
   EXPECT_NEAR(score.perplexity(), std::exp(score.nats_per_char), 1e-12 * score.perplexity());
   // An untrained model with these embeddings is worse than knowing the answer, better than nothing.
   EXPECT_GT(score.perplexity(), 1.0);
+
+  // Stride 1: every character after the first four is predicted with the full context of 4.
+  const TextScore sliding = score_text(model, SequentialWindows(ids, 4, 3, 0, 1));
+  ASSERT_EQ(sliding.characters, 22u);
+  double sliding_nats = 0;
+  for (std::size_t i = 0; i < 22; ++i) sliding_nats += i < 4 ? nats_at(0, 4, i) : nats_at(i - 3, 4, 3);
+  EXPECT_NEAR(sliding.nats_per_char, sliding_nats / 22.0, 1e-12 * sliding_nats);
+  EXPECT_NE(sliding.nats_per_char, score.nats_per_char);
 }
 
 // Predicts (last id of each position + 1) mod vocab with certainty, and records the windows it saw.

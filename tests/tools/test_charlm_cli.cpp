@@ -285,6 +285,21 @@ TEST_F(CharLmCli, EvalPrintsPerplexityAndBitsPerCharacterPerReadTime) {
   EXPECT_THAT(table.out, HasSubstr("perplexity_mean"));
   EXPECT_THAT(table.out, HasSubstr("bits_per_char_mean"));
   EXPECT_THAT(table.err, HasSubstr("programming 2/2"));
+
+  // Overlapping windows (a window every 2 characters of the context of 8): the same 300
+  // characters, each predicted with more context, so a trained network scores them better.
+  EXPECT_THAT(digital.out, HasSubstr("\"stride\": 8"));
+  const Outcome strided = xbar(eval + " --card cards/ideal.yaml --digital --stride 2 --json");
+  ASSERT_EQ(strided.exit_code, 0) << strided.err;
+  EXPECT_THAT(strided.out, HasSubstr("\"characters\": 300, \"stride\": 2"));
+  const std::vector<JsonRow> more_context = parse_rows(strided.out);
+  ASSERT_EQ(more_context.size(), 1u);
+  EXPECT_LT(more_context[0].mean, reference[0].mean);
+  for (const std::string& bad : {"--stride 9", "--stride 0"}) {
+    const Outcome rejected = xbar(eval + " --card cards/ideal.yaml --digital " + bad);
+    EXPECT_EQ(rejected.exit_code, 2) << bad;
+    EXPECT_THAT(rejected.err, HasSubstr("--stride")) << bad;
+  }
 }
 
 TEST_F(CharLmCli, GenerateContinuesThePromptAndIsSeeded) {

@@ -282,6 +282,7 @@ TEST_F(TrainCli, MistakesAreUserErrorsThatLeaveNoFile) {
       {base + " -o " + out("a.h5"), "--model"},
       {"eval --card cards/ideal.yaml --checkpoint " + out("none.h5"), "none.h5"},
       {"eval --card cards/ideal.yaml --checkpoint " + out("none.h5") + " --times 0,soon", "soon"},
+      {"eval --card cards/ideal.yaml --checkpoint " + out("none.h5") + " --stride 4", "--stride"},
   };
   for (const Case& c : cases) {
     const Outcome run = xbar(c.args);
