@@ -13,7 +13,7 @@ writes them as JSON next to the runs.
     bench/charlm_compare.py [--xbar build/tools/xbar] [--card cards/train-harsh.yaml]
         [--steps 400] [--cost-steps 5] [--width 64] [--heads 4] [--layers 2] [--context 32]
         [--batch 64] [--lr 3e-3] [--lr-decay 1] [--train-read-time 0] [--init IDEAL.h5]
-        [--repeats 3] [--test-limit 20000] [--reuse] [--out bench-out/charlm]
+        [--repeats 3] [--test-limit 20000] [--stride 0] [--reuse] [--out bench-out/charlm]
 
 With --init IDEAL.h5 (a run trained with `--method ideal`), the ideal network is that run and
 `nat` and `ste` fine-tune it on the card for --steps steps from the same weights (`xbar train
@@ -75,6 +75,8 @@ def main():
     parser.add_argument("--validation-limit", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=3, help="programmings per evaluation")
     parser.add_argument("--test-limit", type=int, default=20000, help="test characters scored")
+    parser.add_argument("--stride", type=int, default=0,
+                        help="`xbar eval --stride`: a test window every S characters (0: the context, non-overlapping)")
     parser.add_argument("--sample-length", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
@@ -124,13 +126,14 @@ def main():
         train(method, args.steps, path)
         runs[method] = path
         results["cost"].setdefault(method + " (long run)", run_metrics(path))
+    stride = ["--stride", str(args.stride)] if args.stride else []
     digital = json.loads(run(xbar + ["eval", "--card", args.card, "--checkpoint", runs["ideal"], "--test-limit",
-                                     str(args.test_limit), "--digital", "--json"], log))[0]
+                                     str(args.test_limit), "--digital", "--json"] + stride, log))[0]
     results["perplexity"]["ideal (digital)"] = [dict(digital, time_s=t) for t in TIMES]
     for method, path in runs.items():
         scores = json.loads(run(xbar + ["eval", "--card", args.card, "--checkpoint", path, "--times",
                                         times_argument(TIMES), "--repeats", str(args.repeats),
-                                        "--test-limit", str(args.test_limit), "--json"], log))
+                                        "--test-limit", str(args.test_limit), "--json"] + stride, log))
         results["perplexity"][method] = scores
 
     # 3. A sample of each: the ideal network digitally, every run on the hardware a day after programming.
@@ -152,7 +155,7 @@ def main():
              + (f" x {args.lr_decay}^(step/1000)" if args.lr_decay != 1 else "")
              + f", training hardware read at {args.train_read_time:g} s, seed {args.seed}")
     print(f"\nTest perplexity per character on {args.card} (bits per character), mean ± std over {args.repeats} "
-          f"programmings, {args.test_limit} test characters\n({shape})")
+          f"programmings, {args.test_limit} test characters, a window every {args.stride or args.context}\n({shape})")
     print_table(["method"] + [TIME_NAMES[t] for t in TIMES],
                 [[method] + [perplexity_cell(score_at(scores, t)) for t in TIMES]
                  for method, scores in results["perplexity"].items()])
