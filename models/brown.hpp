@@ -167,8 +167,7 @@ class RandomWindowSampler {
 class SequentialWindows {
  public:
   // Throws core::UserError when the split holds fewer than 2 ids, std::invalid_argument for a
-  // context or batch size < 1.
-  // Also std::invalid_argument for a stride outside [0, context].
+  // context or batch size < 1 or a stride outside [0, context].
   SequentialWindows(const std::vector<std::uint8_t>& ids, int context, int batch_size, std::size_t character_limit,
                     int stride = 0);
   std::size_t characters() const { return characters_; }  // P, the number of scored characters
