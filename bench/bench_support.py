@@ -18,6 +18,7 @@ COST_METHODS = ["nat", "nat-full", "ste"]
 STE_CAL = "ste cal-trained"  # ste with --train-calibrate-columns --train-read-time T
 STE_AGED = "ste aged"  # ste with --train-read-time T: trained on the hardware as read when scored
 STE_CAL_HALF = "ste cal-half"  # STE_CAL calibrated in half of the training steps, raw in the others
+STE_CAL_NOMINAL = "ste cal-nominal"  # STE_CAL calibrated onto the nominal hardware instead of the ideal layer
 TIME_NAMES = {1.0: "1 s", 3600.0: "1 h", 86400.0: "1 day", 2592000.0: "1 month"}
 
 
@@ -30,11 +31,13 @@ def method_variants(ste_cal_read_time_s):
     """The method labels of the comparisons and what each trains with: label -> (`xbar train
     --method`, extra options). STE_CAL is STE with column calibration in training, on hardware read
     at ste_cal_read_time_s (s) after programming; STE_AGED plain STE on hardware read then;
-    STE_CAL_HALF STE_CAL with only half of the steps calibrated."""
+    STE_CAL_HALF STE_CAL with only half of the steps calibrated; STE_CAL_NOMINAL STE_CAL onto the
+    nominal hardware."""
     read_time = ["--train-read-time", f"{ste_cal_read_time_s:g}"]
     return {"nat": ("nat", []), "nat-full": ("nat-full", []), "ste": ("ste", []),
             STE_CAL: ("ste", ["--train-calibrate-columns"] + read_time), STE_AGED: ("ste", read_time),
-            STE_CAL_HALF: ("ste", ["--train-calibrate-columns", "--train-calibrate-fraction", "0.5"] + read_time)}
+            STE_CAL_HALF: ("ste", ["--train-calibrate-columns", "--train-calibrate-fraction", "0.5"] + read_time),
+            STE_CAL_NOMINAL: ("ste", ["--train-calibrate-columns", "--train-calibrate-onto", "nominal"] + read_time)}
 
 
 def accuracy_cell(score):

@@ -148,6 +148,7 @@ std::string charlm_train_command(const TrainOptions& options, const CharLmTrainO
     require_same("--train-calibrate-columns", options.train_column_calibration, config.train_column_calibration, file);
     require_same("--train-calibrate-fraction", options.train_calibration_fraction, config.train_calibration_fraction,
                  file);
+    require_same("--train-calibrate-onto", options.train_calibration_target, config.train_calibration_target, file);
     require_same("--data", options.data, config.data, file);
     require_same("--context", lm.context, run.model.context, file);
     require_same("--width", lm.width, run.model.width, file);
@@ -175,6 +176,7 @@ std::string charlm_train_command(const TrainOptions& options, const CharLmTrainO
     config.train_read_time_s = options.train_read_time_s.value_or(0.0);
     config.train_column_calibration = options.train_column_calibration.value_or(false);
     config.train_calibration_fraction = options.train_calibration_fraction.value_or(1.0);
+    config.train_calibration_target = options.train_calibration_target.value_or("ideal");
     pretrained = read_init_checkpoint(options.init, options.resume);
     if (pretrained) {
       // The network of the run it starts from: its shape, and the split whose test documents

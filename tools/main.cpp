@@ -207,6 +207,11 @@ int main(int argc, char** argv) {
       "--train-calibrate-fraction", train_calibrate_fraction,
       "With --train-calibrate-columns: calibrate only this fraction of the training steps (drawn per step), "
       "the others read the raw hardware (default 1)");
+  std::string train_calibrate_onto;
+  CLI::Option* train_calibrate_onto_opt = train->add_option(
+      "--train-calibrate-onto", train_calibrate_onto,
+      "With --train-calibrate-columns: map the outputs onto the ideal layer (ideal, default) or onto the nominal "
+      "hardware, wires kept (nominal: only the random errors are corrected)");
   train->add_option("--set", train_options.overrides, "Override a card value, key.path=value; repeatable")
       ->allow_extra_args(false);
   train->add_option("-o,--output", train_options.output, "Checkpoint to write (HDF5; rewritten after every epoch)");
@@ -317,6 +322,7 @@ int main(int argc, char** argv) {
       if (train_augment_opt->count()) train_options.augment = train_augment;
       if (train_calibrate_opt->count()) train_options.train_column_calibration = true;
       if (train_calibrate_fraction_opt->count()) train_options.train_calibration_fraction = train_calibrate_fraction;
+      if (train_calibrate_onto_opt->count()) train_options.train_calibration_target = train_calibrate_onto;
       if (train_options.model == std::string("charlm") ||
           (!train_options.model && (xbar::tools::is_charlm_checkpoint(train_options.resume) ||
                                     xbar::tools::is_charlm_checkpoint(train_options.init)))) {

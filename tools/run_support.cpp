@@ -39,6 +39,7 @@ std::unique_ptr<training::LayerFactory> make_factory(const core::Card& card, con
   options.train_read_time_s = config.train_read_time_s;
   options.train_column_calibration = config.train_column_calibration;
   options.train_calibration_fraction = config.train_calibration_fraction;
+  options.train_calibration_target = training::parse_calibration_target(config.train_calibration_target);
   return std::make_unique<training::AnalogLayerFactory>(card, devices::builtin_devices(), options);
 }
 
@@ -47,8 +48,9 @@ std::unique_ptr<training::AnalogLayerFactory> make_evaluation_factory(const core
   training::AnalogOptions analog;
   analog.method = training::TrainingMethod::ideal;
   analog.train_read_time_s = config.train_read_time_s;
-  analog.calibration_target = training::calibration_target_for(training::parse_training_method(config.method),
-                                                                config.train_column_calibration);
+  analog.calibration_target =
+      training::calibration_target_for(training::parse_training_method(config.method), config.train_column_calibration,
+                                       training::parse_calibration_target(config.train_calibration_target));
   return std::make_unique<training::AnalogLayerFactory>(card, devices::builtin_devices(), analog);
 }
 
@@ -85,6 +87,11 @@ training::TrainerOptions checked_trainer_options(const training::RunConfig& conf
   if (config.train_calibration_fraction != 1 && !config.train_column_calibration)
     throw core::UserError("--train-calibrate-fraction: the fraction of steps calibrated by --train-calibrate-columns; "
                           "give that too");
+  if (config.train_calibration_target != "ideal" && config.train_calibration_target != "nominal")
+    throw core::UserError(fmt::format("--train-calibrate-onto = '{}': expected ideal or nominal",
+                                      config.train_calibration_target));
+  if (config.train_calibration_target != "ideal" && !config.train_column_calibration)
+    throw core::UserError("--train-calibrate-onto: the target of --train-calibrate-columns; give that too");
   training::TrainerOptions trainer_options;
   trainer_options.batch = config.batch;
   trainer_options.learning_rate = config.learning_rate;
@@ -101,6 +108,7 @@ std::string method_text(const training::RunConfig& config) {
                       ? fmt::format(", columns calibrated in a fraction {} of the training steps",
                                     config.train_calibration_fraction)
                       : ", columns calibrated in training";
+    if (config.train_calibration_target == "nominal") calibration += " onto the nominal hardware";
   }
   return fmt::format("ste (backward {}{})", config.ste_backward, calibration);
 }

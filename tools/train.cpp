@@ -132,6 +132,7 @@ std::string train_command(const TrainOptions& options) {
     require_same("--train-calibrate-columns", options.train_column_calibration, config.train_column_calibration, file);
     require_same("--train-calibrate-fraction", options.train_calibration_fraction, config.train_calibration_fraction,
                  file);
+    require_same("--train-calibrate-onto", options.train_calibration_target, config.train_calibration_target, file);
     require_same("--data", options.data, config.data, file);
     require_same("--augment", options.augment, config.augment, file);
     card = resumed_run_card(config, options.card, options.overrides, options.seed, file);
@@ -160,6 +161,7 @@ std::string train_command(const TrainOptions& options) {
     config.train_read_time_s = options.train_read_time_s.value_or(0.0);
     config.train_column_calibration = options.train_column_calibration.value_or(false);
     config.train_calibration_fraction = options.train_calibration_fraction.value_or(1.0);
+    config.train_calibration_target = options.train_calibration_target.value_or("ideal");
     config.augment = options.augment.value_or("none");
   }
   require_known_data(config.data);

@@ -32,6 +32,7 @@ struct TrainOptions {
   std::optional<std::string> augment;         // none (default) | flip (mlp, lenet)
   std::optional<bool> train_column_calibration;  // ste: per-column calibration in every training forward
   std::optional<double> train_calibration_fraction;  // of the steps so calibrated, in (0, 1] (default 1)
+  std::optional<std::string> train_calibration_target;  // what it maps onto: ideal (default) | nominal
   std::filesystem::path output;               // -o RUN.h5 (default with --resume: the resumed file)
   std::filesystem::path resume;               // --resume RUN.h5
   std::filesystem::path init;                 // --init RUN.h5: a fresh run starting from that run's weights

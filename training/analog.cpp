@@ -53,8 +53,19 @@ std::string to_string(SteBackward backward) {
   return "?";
 }
 
-CalibrationTarget calibration_target_for(TrainingMethod method, bool train_column_calibration) {
-  if (train_column_calibration) return CalibrationTarget::ideal_layer;
+CalibrationTarget parse_calibration_target(const std::string& text) {
+  if (text == "ideal") return CalibrationTarget::ideal_layer;
+  if (text == "nominal") return CalibrationTarget::nominal_hardware;
+  throw core::UserError("calibration target '" + text + "': expected ideal or nominal");
+}
+
+std::string to_string(CalibrationTarget target) {
+  return target == CalibrationTarget::nominal_hardware ? "nominal" : "ideal";
+}
+
+CalibrationTarget calibration_target_for(TrainingMethod method, bool train_column_calibration,
+                                         CalibrationTarget train_target) {
+  if (train_column_calibration) return train_target;
   return method == TrainingMethod::ste || method == TrainingMethod::nat_full ? CalibrationTarget::nominal_hardware
                                                                               : CalibrationTarget::ideal_layer;
 }
@@ -487,7 +498,11 @@ class AnalogMatrix {
     if (calibrated_training_step(step)) {
       const double clip = weight_clip_(0, 0);
       Eigen::VectorXd gain, offset;
-      fit_gain_offset(y, weight.cwiseMax(-clip).cwiseMin(clip) * x, gain, offset);
+      const Eigen::MatrixXd target =
+          shared_->options.train_calibration_target == CalibrationTarget::nominal_hardware
+              ? nominal_outputs(weight, x)
+              : Eigen::MatrixXd(weight.cwiseMax(-clip).cwiseMin(clip) * x);
+      fit_gain_offset(y, target, gain, offset);
       apply_gain_offset(gain, offset, y);
       if (saved_map_.size()) saved_map_ = gain.asDiagonal() * saved_map_;
     }

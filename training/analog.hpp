@@ -49,7 +49,9 @@
 //            trains through the calibrated hardware it will be scored on. The backward's matrix
 //            (programmed, effective) then carries the gains, diag(g) W_prog or diag(g) J_eff;
 //            clean stays W_clip, which is what the calibration maps onto. With
-//            train_calibration_fraction f < 1 only a drawn fraction f of the steps is calibrated.
+//            train_calibration_fraction f < 1 only a drawn fraction f of the steps is calibrated;
+//            with train_calibration_target nominal_hardware the fit maps onto the nominal tiles'
+//            outputs instead of W_clip x.
 #pragma once
 
 #include <cstdint>
@@ -82,8 +84,12 @@ enum class CalibrationTarget {
                      // wires: networks trained through the circuit (ste, nat-full)
 };
 // The target for a network trained with `method`, with or without column calibration in
-// training (which calibrates onto the ideal layer, so the network expects that).
-CalibrationTarget calibration_target_for(TrainingMethod method, bool train_column_calibration = false);
+// training (which calibrates onto `train_target`, so the network expects that).
+CalibrationTarget calibration_target_for(TrainingMethod method, bool train_column_calibration = false,
+                                         CalibrationTarget train_target = CalibrationTarget::ideal_layer);
+// "ideal" / "nominal" for the targets above; throws core::UserError naming the choices.
+CalibrationTarget parse_calibration_target(const std::string& text);
+std::string to_string(CalibrationTarget target);
 
 struct AnalogOptions {
   TrainingMethod method = TrainingMethod::ste;
@@ -95,6 +101,10 @@ struct AnalogOptions {
   // in (0, 1]; the others read the raw hardware, so the network learns to work both ways. Which
   // steps is drawn from (card seed, step), the same for every layer of a step.
   double train_calibration_fraction = 1.0;
+  // ste with train_column_calibration: what the training calibration maps the outputs onto, the
+  // ideal layer W_c x (default) or the nominal hardware (the wires kept: only the random parts of
+  // the hardware are corrected, so the raw outputs stay close to what the network expects).
+  CalibrationTarget train_calibration_target = CalibrationTarget::ideal_layer;
   int vectors_per_chunk = 2048;  // input vectors per tile call: bounds the working memory, keeps it in cache
 };
 

@@ -75,6 +75,7 @@ void save_checkpoint(const std::filesystem::path& path, const RunConfig& config,
   out.set_attribute("/", "augment", config.augment);
   out.set_attribute("/", "train_column_calibration", static_cast<std::int64_t>(config.train_column_calibration));
   out.set_attribute("/", "train_calibration_fraction", config.train_calibration_fraction);
+  out.set_attribute("/", "train_calibration_target", config.train_calibration_target);
   out.set_attribute("/", "init_checkpoint", config.init_checkpoint);
   out.set_attribute("/", "epochs_completed", static_cast<std::int64_t>(progress.epochs_completed));
   out.set_attribute("/", "global_step", static_cast<std::int64_t>(progress.global_step));
@@ -170,6 +171,11 @@ Checkpoint read_checkpoint(const std::filesystem::path& path) {
     config.train_calibration_fraction = in.attribute_double("/", "train_calibration_fraction");
   } catch (const core::UserError&) {
     config.train_calibration_fraction = 1.0;  // written before the option existed: every step calibrated
+  }
+  try {
+    config.train_calibration_target = in.attribute_string("/", "train_calibration_target");
+  } catch (const core::UserError&) {
+    config.train_calibration_target = "ideal";  // written before the option existed
   }
   try {
     config.init_checkpoint = in.attribute_string("/", "init_checkpoint");

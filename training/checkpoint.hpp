@@ -10,7 +10,7 @@
 // -----------
 // | path                         | contents |
 // | ---------------------------- | -------- |
-// | `/` attributes               | `format` ("xbar-checkpoint-1"), `xbar_version`, `model`, `data`, `method`, `ste_backward`, `card` (effective card YAML), `card_path`, `seed`, `batch`, `learning_rate`, `lr_decay`, `optimizer`, `train_limit` (0 = all), `train_read_time_s`, `augment`, `train_column_calibration`, `train_calibration_fraction`, `init_checkpoint` (the run whose weights this run started from; "" for the seeded initialisation), `epochs_completed`, `global_step` |
+// | `/` attributes               | `format` ("xbar-checkpoint-1"), `xbar_version`, `model`, `data`, `method`, `ste_backward`, `card` (effective card YAML), `card_path`, `seed`, `batch`, `learning_rate`, `lr_decay`, `optimizer`, `train_limit` (0 = all), `train_read_time_s`, `augment`, `train_column_calibration`, `train_calibration_fraction`, `train_calibration_target`, `init_checkpoint` (the run whose weights this run started from; "" for the seeded initialisation), `epochs_completed`, `global_step` |
 // | `/parameters` attribute `names` | the parameter names in parameters() order, one per line |
 // | `/parameters/<name>`         | each parameter (e.g. `conv1.weight`, C_out × C_in·k·k; `fc2.bias`, out × 1), units "1" |
 // | `/buffers` attribute `names` | the buffer names in buffers() order, one per line ("" when none) |
@@ -63,6 +63,7 @@ struct RunConfig {
   double train_read_time_s = 0;          // read time of the hardware seen in training (s)
   bool train_column_calibration = false; // ste: outputs calibrated per column onto the ideal layer in training
   double train_calibration_fraction = 1; // the fraction of training steps calibrated so, in (0, 1]
+  std::string train_calibration_target = "ideal";  // what that calibration maps onto: "ideal" or "nominal"
   std::string augment = "none";          // training images: "none" or "flip" (mirrored left-right with p = 1/2)
   std::string init_checkpoint;           // run whose weights this run started from (--init); "" = seeded initialisation
 };

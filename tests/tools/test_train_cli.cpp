@@ -213,14 +213,16 @@ TEST_F(TrainCli, SteThroughCalibratedColumnsIsStoredResumedAndScored) {
   EXPECT_THAT(scored.out, HasSubstr("column calibration on 8"));
 }
 
-TEST_F(TrainCli, SteCalibratedInAFractionOfTheStepsIsStoredAndResumed) {
+TEST_F(TrainCli, SteCalibratedInAFractionOfTheStepsOntoTheNominalHardwareIsStoredAndResumed) {
   const std::string run = "train " + kAnalogCard + " --model lenet --method ste --train-limit 64 --batch 16 "
-                          "--test-limit 8 --train-calibrate-columns --train-calibrate-fraction 0.5";
+                          "--test-limit 8 --train-calibrate-columns --train-calibrate-fraction 0.5 "
+                          "--train-calibrate-onto nominal";
   const Outcome half = train_half_and_resume(run, 8);
   ASSERT_FALSE(HasFailure());
-  EXPECT_THAT(half.out, HasSubstr("columns calibrated in a fraction 0.5 of the training steps"));
+  EXPECT_THAT(half.out, HasSubstr("columns calibrated in a fraction 0.5 of the training steps onto the nominal hardware"));
   const xbar::core::TraceReader trace(dir_ / "resumed.h5");
   EXPECT_EQ(trace.attribute_double("/", "train_calibration_fraction"), 0.5);
+  EXPECT_EQ(trace.attribute_string("/", "train_calibration_target"), "nominal");
   EXPECT_EQ(trace.attribute_int("/", "train_column_calibration"), 1);
   const Outcome conflict = xbar("train --resume " + out("half.h5") + " --epochs 2 --train-calibrate-fraction 0.25 -o " +
                                 out("a.h5"));
@@ -275,6 +277,9 @@ TEST_F(TrainCli, MistakesAreUserErrorsThatLeaveNoFile) {
       {base + " --model mlp --method ste --train-calibrate-fraction 0.5 -o " + out("a.h5"), "--train-calibrate-columns"},
       {base + " --model mlp --method ste --train-calibrate-columns --train-calibrate-fraction 0 -o " + out("a.h5"),
        "--train-calibrate-fraction = 0"},
+      {base + " --model mlp --method ste --train-calibrate-onto nominal -o " + out("a.h5"), "--train-calibrate-columns"},
+      {base + " --model mlp --method ste --train-calibrate-columns --train-calibrate-onto wires -o " + out("a.h5"),
+       "'wires': expected ideal or nominal"},
       {base + " --model mlp --data cifar -o " + out("a.h5"), "cifar"},
       {base + " --model mlp -o " + out("missing/a.h5"), "missing"},
       {base + " --model mlp --set tile.rows=-3 -o " + out("a.h5"), "tile.rows"},

@@ -208,6 +208,50 @@ TEST(AnalogLayer, SteWithColumnCalibrationInTrainingFitsEachOutputOntoTheIdealLa
                std::invalid_argument);
 }
 
+TEST(AnalogLayer, SteCalibratedOntoTheNominalHardwareCorrectsOnlyTheRandomParts) {
+  auto layer = [](const core::Card& card, bool calibrate, training::CalibrationTarget target) {
+    training::AnalogOptions options;
+    options.method = training::TrainingMethod::ste;
+    options.train_column_calibration = calibrate;
+    options.train_calibration_target = target;
+    Net net;
+    net.factory = std::make_unique<training::AnalogLayerFactory>(card, devices::builtin_devices(), options);
+    core::RandomStream rng(11, "init");
+    net.layer = net.factory->linear(10, 7, rng, training::Init::he_normal, "fc");
+    net.context = net.factory->context();
+    return net;
+  };
+  const auto nominal = training::CalibrationTarget::nominal_hardware, ideal = training::CalibrationTarget::ideal_layer;
+  const std::vector<std::string> wires = {"tile.wires.r_wl_segment=40", "tile.wires.r_bl_segment=40", "device.g_min=0"};
+  const Eigen::MatrixXd x = random_matrix(10, 40, 8, 0, 1);
+
+  // Deterministic tiles (ideal devices, ideal converters): the hardware is its own nominal, so
+  // the calibration onto it changes nothing, while the one onto the ideal layer undoes the wires.
+  const core::Card exact = card_with(wires);
+  const Eigen::MatrixXd y_exact = layer(exact, false, ideal).layer->forward(x);
+  EXPECT_LT((layer(exact, true, nominal).layer->forward(x) - y_exact).norm(), 1e-9 * y_exact.norm());
+  EXPECT_GT((layer(exact, true, ideal).layer->forward(x) - y_exact).norm(), 1e-3 * y_exact.norm());
+
+  // Noisy tiles with stuck cells: the fit onto the nominal outputs (the exact tiles' outputs) is
+  // the least-squares one per output.
+  std::vector<std::string> noisy = wires;
+  noisy.insert(noisy.end(), {"device.model=pcm-joshi2020", "device.faults.stuck_high_rate=0.05"});
+  const Eigen::MatrixXd y_raw = layer(card_with(noisy), false, ideal).layer->forward(x);
+  const Eigen::MatrixXd y_cal = layer(card_with(noisy), true, nominal).layer->forward(x);
+  for (Eigen::Index k = 0; k < 7; ++k) {
+    const Eigen::ArrayXd e = y_exact.row(k).array() - y_cal.row(k).array();
+    const Eigen::ArrayXd r = y_raw.row(k).array() - y_raw.row(k).mean();
+    EXPECT_LT(std::fabs(e.mean()), 1e-9 * y_exact.row(k).cwiseAbs().maxCoeff()) << k;
+    EXPECT_LT(std::fabs((e * r).sum()), 1e-9 * std::sqrt(e.square().sum() * r.square().sum()) + 1e-300) << k;
+  }
+  EXPECT_LT((y_cal - y_exact).norm(), 0.9 * (y_raw - y_exact).norm());
+  // Scored with column calibration, such a network is mapped onto the nominal hardware too.
+  EXPECT_EQ(training::calibration_target_for(training::TrainingMethod::ste, true, nominal), nominal);
+  EXPECT_EQ(training::calibration_target_for(training::TrainingMethod::ste, true), ideal);
+  EXPECT_EQ(training::parse_calibration_target("nominal"), nominal);
+  EXPECT_THROW(training::parse_calibration_target("ideal-layer"), core::UserError);
+}
+
 TEST(AnalogLayer, SteCalibratesADrawnFractionOfTheTrainingStepsTheSameForEveryLayer) {
   const core::Card card = card_with({"tile.wires.r_wl_segment=40", "tile.wires.r_bl_segment=40",
                                      "device.model=pcm-joshi2020", "device.g_min=0"});
