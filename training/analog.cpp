@@ -59,10 +59,6 @@ CalibrationTarget parse_calibration_target(const std::string& text) {
   throw core::UserError("calibration target '" + text + "': expected ideal or nominal");
 }
 
-std::string to_string(CalibrationTarget target) {
-  return target == CalibrationTarget::nominal_hardware ? "nominal" : "ideal";
-}
-
 CalibrationTarget calibration_target_for(TrainingMethod method, bool train_column_calibration,
                                          CalibrationTarget train_target) {
   if (train_column_calibration) return train_target;

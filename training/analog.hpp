@@ -89,14 +89,13 @@ CalibrationTarget calibration_target_for(TrainingMethod method, bool train_colum
                                          CalibrationTarget train_target = CalibrationTarget::ideal_layer);
 // "ideal" / "nominal" for the targets above; throws core::UserError naming the choices.
 CalibrationTarget parse_calibration_target(const std::string& text);
-std::string to_string(CalibrationTarget target);
 
 struct AnalogOptions {
   TrainingMethod method = TrainingMethod::ste;
   SteBackward ste_backward = SteBackward::effective;
   double train_read_time_s = 0;  // read time of the hardware seen in training (s after programming)
   CalibrationTarget calibration_target = CalibrationTarget::ideal_layer;
-  bool train_column_calibration = false;  // ste: calibrate every output onto the ideal layer in each training forward
+  bool train_column_calibration = false;  // ste: calibrate every output in the training forward (below: which steps, onto what)
   // ste with train_column_calibration: the fraction of training steps whose forward is calibrated,
   // in (0, 1]; the others read the raw hardware, so the network learns to work both ways. Which
   // steps is drawn from (card seed, step), the same for every layer of a step.

@@ -61,7 +61,7 @@ struct RunConfig {
   std::string optimizer = "adam";        // "adam" or "sgd" (momentum 0.9)
   std::int64_t train_limit = 0;          // training images used (the first N; 0 = all)
   double train_read_time_s = 0;          // read time of the hardware seen in training (s)
-  bool train_column_calibration = false; // ste: outputs calibrated per column onto the ideal layer in training
+  bool train_column_calibration = false; // ste: outputs calibrated per column in training
   double train_calibration_fraction = 1; // the fraction of training steps calibrated so, in (0, 1]
   std::string train_calibration_target = "ideal";  // what that calibration maps onto: "ideal" or "nominal"
   std::string augment = "none";          // training images: "none" or "flip" (mirrored left-right with p = 1/2)
