@@ -126,11 +126,11 @@ std::string charlm_train_command(const TrainOptions& options, const CharLmTrainO
   training::RunConfig config;
   training::RunProgress progress;
   models::CharLmRun run;
-  std::optional<training::Checkpoint> checkpoint, pretrained;
+  std::optional<training::Checkpoint> checkpoint;
+  const std::optional<training::Checkpoint> pretrained = read_init_checkpoint(options.init, options.resume);
   core::Card card;
   if (!options.resume.empty()) {
     const auto& file = options.resume;
-    if (!options.init.empty()) read_init_checkpoint(options.init, file);  // throws: --init and --resume together
     checkpoint = training::read_checkpoint(file);
     config = checkpoint->config;
     if (config.model != models::kCharLmModel) {
@@ -177,7 +177,6 @@ std::string charlm_train_command(const TrainOptions& options, const CharLmTrainO
     config.train_column_calibration = options.train_column_calibration.value_or(false);
     config.train_calibration_fraction = options.train_calibration_fraction.value_or(1.0);
     config.train_calibration_target = options.train_calibration_target.value_or("ideal");
-    pretrained = read_init_checkpoint(options.init, options.resume);
     if (pretrained) {
       // The network of the run it starts from: its shape, and the split whose test documents
       // it never saw.

@@ -87,10 +87,8 @@ training::TrainerOptions checked_trainer_options(const training::RunConfig& conf
   if (config.train_calibration_fraction != 1 && !config.train_column_calibration)
     throw core::UserError("--train-calibrate-fraction: the fraction of steps calibrated by --train-calibrate-columns; "
                           "give that too");
-  if (config.train_calibration_target != "ideal" && config.train_calibration_target != "nominal")
-    throw core::UserError(fmt::format("--train-calibrate-onto = '{}': expected ideal or nominal",
-                                      config.train_calibration_target));
-  if (config.train_calibration_target != "ideal" && !config.train_column_calibration)
+  if (training::parse_calibration_target(config.train_calibration_target) != training::CalibrationTarget::ideal_layer &&
+      !config.train_column_calibration)
     throw core::UserError("--train-calibrate-onto: the target of --train-calibrate-columns; give that too");
   training::TrainerOptions trainer_options;
   trainer_options.batch = config.batch;

@@ -57,8 +57,8 @@ void restore_buffers(training::Layer& model, const std::vector<Eigen::MatrixXd>&
 void require_writable_folder(const std::filesystem::path& output);
 
 // The checks every model's run configuration shares (--method, --ste-backward, --train-read-time,
-// --lr-decay, --train-calibrate-columns, --train-calibrate-fraction, --train-calibrate-onto) and the optimiser settings it gives the trainer (checked
-// too); UserError naming the option.
+// --lr-decay, --train-calibrate-columns, --train-calibrate-fraction, --train-calibrate-onto) and
+// the optimiser settings it gives the trainer (checked too); UserError naming the option.
 training::TrainerOptions checked_trainer_options(const training::RunConfig& config);
 
 // The method as the summaries name it: "nat", "ste (backward effective)", "ste (backward

@@ -111,11 +111,10 @@ std::string summary_text(const training::RunConfig& config, const training::RunP
 std::string train_command(const TrainOptions& options) {
   training::RunConfig config;
   training::RunProgress progress;
-  std::optional<training::Checkpoint> checkpoint, pretrained;
+  std::optional<training::Checkpoint> checkpoint;
+  const std::optional<training::Checkpoint> pretrained = read_init_checkpoint(options.init, options.resume);
   core::Card card;
   if (!options.resume.empty()) {
-    if (!options.init.empty())
-      read_init_checkpoint(options.init, options.resume);  // throws: --init and --resume together
     checkpoint = training::read_checkpoint(options.resume);
     config = checkpoint->config;
     const auto& file = options.resume;
@@ -138,7 +137,6 @@ std::string train_command(const TrainOptions& options) {
     card = resumed_run_card(config, options.card, options.overrides, options.seed, file);
     progress = checkpoint->progress;
   } else {
-    pretrained = read_init_checkpoint(options.init, options.resume);
     if (!options.model && !pretrained) throw UserError("--model is required (expected one of: mlp, lenet)");
     if (options.card.empty()) throw UserError("--card is required");
     card = load_card_with_seed(options.card, options.overrides, options.seed);

@@ -56,7 +56,7 @@ std::string to_string(SteBackward backward) {
 CalibrationTarget parse_calibration_target(const std::string& text) {
   if (text == "ideal") return CalibrationTarget::ideal_layer;
   if (text == "nominal") return CalibrationTarget::nominal_hardware;
-  throw core::UserError("calibration target '" + text + "': expected ideal or nominal");
+  throw core::UserError("--train-calibrate-onto = '" + text + "': expected ideal or nominal");
 }
 
 CalibrationTarget calibration_target_for(TrainingMethod method, bool train_column_calibration,

@@ -87,7 +87,8 @@ enum class CalibrationTarget {
 // training (which calibrates onto `train_target`, so the network expects that).
 CalibrationTarget calibration_target_for(TrainingMethod method, bool train_column_calibration = false,
                                          CalibrationTarget train_target = CalibrationTarget::ideal_layer);
-// "ideal" / "nominal" for the targets above; throws core::UserError naming the choices.
+// "ideal" / "nominal" for the targets above; throws core::UserError naming the option
+// (--train-calibrate-onto) and the choices.
 CalibrationTarget parse_calibration_target(const std::string& text);
 
 struct AnalogOptions {
