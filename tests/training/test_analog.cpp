@@ -44,6 +44,15 @@ struct Net {
   std::shared_ptr<training::HardwareContext> context;
 };
 
+Net linear_layer(const core::Card& card, const training::AnalogOptions& options, int in, int out) {
+  Net net;
+  net.factory = std::make_unique<training::AnalogLayerFactory>(card, devices::builtin_devices(), options);
+  core::RandomStream rng(11, "init");
+  net.layer = net.factory->linear(in, out, rng, training::Init::he_normal, "fc");
+  net.context = net.factory->context();
+  return net;
+}
+
 Net linear_layer(const core::Card& card, training::TrainingMethod method, int in, int out,
                  training::SteBackward backward = training::SteBackward::effective,
                  bool train_column_calibration = false, double train_calibration_fraction = 1.0) {
@@ -52,12 +61,7 @@ Net linear_layer(const core::Card& card, training::TrainingMethod method, int in
   options.ste_backward = backward;
   options.train_column_calibration = train_column_calibration;
   options.train_calibration_fraction = train_calibration_fraction;
-  Net net;
-  net.factory = std::make_unique<training::AnalogLayerFactory>(card, devices::builtin_devices(), options);
-  core::RandomStream rng(11, "init");
-  net.layer = net.factory->linear(in, out, rng, training::Init::he_normal, "fc");
-  net.context = net.factory->context();
-  return net;
+  return linear_layer(card, options, in, out);
 }
 
 // Central finite differences of sum(dy ⊙ f(x)) with respect to every entry of `variable`.
@@ -214,12 +218,7 @@ TEST(AnalogLayer, SteCalibratedOntoTheNominalHardwareCorrectsOnlyTheRandomParts)
     options.method = training::TrainingMethod::ste;
     options.train_column_calibration = calibrate;
     options.train_calibration_target = target;
-    Net net;
-    net.factory = std::make_unique<training::AnalogLayerFactory>(card, devices::builtin_devices(), options);
-    core::RandomStream rng(11, "init");
-    net.layer = net.factory->linear(10, 7, rng, training::Init::he_normal, "fc");
-    net.context = net.factory->context();
-    return net;
+    return linear_layer(card, options, 10, 7);
   };
   const auto nominal = training::CalibrationTarget::nominal_hardware, ideal = training::CalibrationTarget::ideal_layer;
   const std::vector<std::string> wires = {"tile.wires.r_wl_segment=40", "tile.wires.r_bl_segment=40", "device.g_min=0"};
