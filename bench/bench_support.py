@@ -7,6 +7,7 @@ nat-full and ste).
 Imported by those scripts from their own folder; not a program of its own.
 """
 import os
+import re
 import subprocess
 import sys
 import time
@@ -38,6 +39,20 @@ def method_variants(ste_cal_read_time_s):
             STE_CAL: ("ste", ["--train-calibrate-columns"] + read_time), STE_AGED: ("ste", read_time),
             STE_CAL_HALF: ("ste", ["--train-calibrate-columns", "--train-calibrate-fraction", "0.5"] + read_time),
             STE_CAL_NOMINAL: ("ste", ["--train-calibrate-columns", "--train-calibrate-onto", "nominal"] + read_time)}
+
+
+def method_variant(label, ste_cal_read_time_s):
+    """What the method `label` trains with, as in method_variants, which also accepts "ste cal-F":
+    STE_CAL calibrated in a drawn fraction F of the training steps (`--train-calibrate-fraction
+    F`, e.g. "ste cal-0.8"). None for an unknown label."""
+    variants = method_variants(ste_cal_read_time_s)
+    if label in variants:
+        return variants[label]
+    fraction = re.fullmatch(r"ste cal-(0\.[0-9]+)", label)
+    if fraction is None:
+        return None
+    return ("ste", ["--train-calibrate-columns", "--train-calibrate-fraction", fraction.group(1), "--train-read-time",
+                    f"{ste_cal_read_time_s:g}"])
 
 
 def accuracy_cell(score):
@@ -75,6 +90,40 @@ def add_image_recipe_arguments(parser):
     parser.add_argument("--ste-cal-read-time", type=float, default=86400.0,
                         help="read time (s) of the training hardware of the column-calibrated STE runs")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--lr-decay", type=float, default=1.0,
+                        help="step-size factor per epoch (xbar train --lr-decay)")
+    parser.add_argument("--pretrain-epochs", type=int, default=0,
+                        help="if > 0, every method starts (xbar train --init) from one `nat` run of this many epochs "
+                             "on --pretrain-limit images per card and seed, and trains --epochs more: hardware-aware "
+                             "fine-tuning of a network trained cheaply first")
+    parser.add_argument("--pretrain-limit", type=int, default=0, help="images of the pre-training (0: all 60000)")
+
+
+def pretrain(xbar, args, card, seed, out, log):
+    """The `xbar train` options that start a method of the image recipe (add_image_recipe_arguments)
+    on `card` with `seed`: ["--init", RUN] of the card's and seed's `nat` pre-training run (trained
+    here unless --reuse keeps it, named pre-s<seed>-<card>-nat.h5 in `out`), or none without
+    --pretrain-epochs."""
+    if args.pretrain_epochs <= 0:
+        return []
+    name = os.path.splitext(os.path.basename(card))[0]
+    path = os.path.join(out, f"pre-s{seed}-{name}-nat.h5")
+    train(xbar + ["train", "--card", card, "--model", args.model, "--data", "fashion-mnist", "--method", "nat",
+                  "--epochs", str(args.pretrain_epochs), "--batch", str(args.batch), "--lr", str(args.lr),
+                  "--train-limit", str(args.pretrain_limit), "--test-limit", str(args.test_limit),
+                  "--seed", str(seed), "-o", path], path, log, args.reuse)
+    return ["--init", path]
+
+
+def recipe_text(args):
+    """The training recipe of add_image_recipe_arguments in words, for the tables' captions."""
+    text = f"{args.model}, {args.epochs} epochs on {args.train_limit} images"
+    if args.lr_decay != 1:
+        text += f", step size {args.lr} x {args.lr_decay}^(epoch-1)"
+    if args.pretrain_epochs > 0:
+        images = args.pretrain_limit or 60000
+        text = f"{text}, started from nat trained {args.pretrain_epochs} epochs on {images} images"
+    return text
 
 
 def train(cmd, path, log, reuse):

@@ -19,6 +19,12 @@ Runs are named s<seed>-<card>-<method>.h5 in --out, so --reuse picks up runs tra
 runs of bench/train_compare.py linked under those names: the recipes are the same) and their
 scores (kept beside each run as s<seed>-<card>-<method>.eval-<time>-raw|cal.json). A benchmark,
 not a test: each `ste cal-trained` run takes about ten minutes on two cores, a plain `ste` run six.
+
+With --pretrain-epochs N every method of a seed starts from the same `nat` network trained N epochs
+on --pretrain-limit images (all 60000 by default; kept as pre-s<seed>-<card>-nat.h5) and fine-tunes
+it for --epochs (`nat` continues as NAT): the usual hardware-aware fine-tuning, in which the cheap
+NAT does most of the training. Keep such runs in their own --out: the run names do not say how a
+run started.
 """
 import argparse
 import json
@@ -27,8 +33,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_support import (STE_CAL, TIME_NAMES, add_image_recipe_arguments, method_variants,  # noqa: E402
-                           print_table, run, score_at, slug, times_argument, train)
+from bench_support import (STE_CAL, TIME_NAMES, add_image_recipe_arguments, method_variant,  # noqa: E402
+                           method_variants, pretrain, print_table, recipe_text, run, score_at, slug, times_argument,
+                           train)
 
 
 def evaluate(cmd, path, tag, log, reuse):
@@ -71,10 +78,11 @@ def main():
 
     seeds = [int(s) for s in args.seeds.split(",")]
     labels = args.methods.split(",")
-    variants = method_variants(args.ste_cal_read_time)
-    unknown = [label for label in labels if label not in variants]
+    variants = {label: method_variant(label, args.ste_cal_read_time) for label in labels}
+    unknown = [label for label, variant in variants.items() if variant is None]
     if unknown:
-        raise SystemExit(f"--methods: unknown method '{unknown[0]}' (expected one of {', '.join(variants)})")
+        raise SystemExit(f"--methods: unknown method '{unknown[0]}' (expected one of "
+                         f"{', '.join(method_variants(args.ste_cal_read_time))}, or 'ste cal-F' with F in (0, 1))")
     os.makedirs(args.out, exist_ok=True)
     log = os.path.join(args.out, "log.txt")
     xbar = [args.xbar, "--threads", str(args.threads)]
@@ -84,13 +92,15 @@ def main():
         results["accuracy"][name] = by_seed = {}
         for seed in seeds:
             by_seed[seed] = {}
+            start = pretrain(xbar, args, card, seed, args.out, log)
             for label in labels:
                 method, extra = variants[label]
                 path = os.path.join(args.out, f"s{seed}-{name}-{slug(label)}.h5")
                 train(xbar + ["train", "--card", card, "--model", args.model, "--data", "fashion-mnist",
                               "--method", method, "--epochs", str(args.epochs), "--batch", str(args.batch),
-                              "--lr", str(args.lr), "--train-limit", str(args.train_limit), "--test-limit",
-                              str(args.test_limit), "--seed", str(seed), "-o", path] + extra,
+                              "--lr", str(args.lr), "--lr-decay", str(args.lr_decay), "--train-limit",
+                              str(args.train_limit), "--test-limit", str(args.test_limit), "--seed", str(seed),
+                              "-o", path] + start + extra,
                       path, log, args.reuse)
                 for calibrated in (False, True):
                     cmd = xbar + ["eval", "--card", card, "--checkpoint", path, "--times", times_argument([args.time]),
@@ -105,9 +115,8 @@ def main():
 
     when = TIME_NAMES.get(args.time, f"{args.time:g} s")
     reference = labels[0]
-    print(f"\nTest accuracy (%) at {when}, mean over {args.repeats} programmings per run ({args.model}, "
-          f"{args.epochs} epochs on {args.train_limit} images, {args.test_limit} test images); "
-          f"differences to {reference} in points")
+    print(f"\nTest accuracy (%) at {when}, mean over {args.repeats} programmings per run ({recipe_text(args)}, "
+          f"{args.test_limit} test images); differences to {reference} in points")
     for name, by_seed in results["accuracy"].items():
         for suffix in ("", " + column cal."):
             print(f"\n{name}{suffix or ', raw'}")
