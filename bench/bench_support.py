@@ -90,6 +90,11 @@ def add_image_recipe_arguments(parser):
     parser.add_argument("--ste-cal-read-time", type=float, default=86400.0,
                         help="read time (s) of the training hardware of the column-calibrated STE runs")
     parser.add_argument("--threads", type=int, default=2)
+
+
+def add_fine_tuning_arguments(parser):
+    """The options of pretrain() and the step-size decay, for bench/seed_sweep.py (recipe_text reads
+    them)."""
     parser.add_argument("--lr-decay", type=float, default=1.0,
                         help="step-size factor per epoch (xbar train --lr-decay)")
     parser.add_argument("--pretrain-epochs", type=int, default=0,
@@ -100,10 +105,10 @@ def add_image_recipe_arguments(parser):
 
 
 def pretrain(xbar, args, card, seed, out, log):
-    """The `xbar train` options that start a method of the image recipe (add_image_recipe_arguments)
-    on `card` with `seed`: ["--init", RUN] of the card's and seed's `nat` pre-training run (trained
-    here unless --reuse keeps it, named pre-s<seed>-<card>-nat.h5 in `out`), or none without
-    --pretrain-epochs."""
+    """The `xbar train` options that start a method of the image recipe (add_image_recipe_arguments,
+    add_fine_tuning_arguments) on `card` with `seed`: ["--init", RUN] of the card's and seed's
+    `nat` pre-training run (trained here unless --reuse keeps it, named pre-s<seed>-<card>-nat.h5
+    in `out`), or none without --pretrain-epochs."""
     if args.pretrain_epochs <= 0:
         return []
     name = os.path.splitext(os.path.basename(card))[0]
@@ -116,7 +121,8 @@ def pretrain(xbar, args, card, seed, out, log):
 
 
 def recipe_text(args):
-    """The training recipe of add_image_recipe_arguments in words, for the tables' captions."""
+    """The training recipe of add_image_recipe_arguments and add_fine_tuning_arguments in words, for
+    the tables' captions."""
     text = f"{args.model}, {args.epochs} epochs on {args.train_limit} images"
     if args.lr_decay != 1:
         text += f", step size {args.lr} x {args.lr_decay}^(epoch-1)"

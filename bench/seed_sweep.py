@@ -33,9 +33,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_support import (STE_CAL, TIME_NAMES, add_image_recipe_arguments, method_variant,  # noqa: E402
-                           method_variants, pretrain, print_table, recipe_text, run, score_at, slug, times_argument,
-                           train)
+from bench_support import (STE_CAL, TIME_NAMES, add_fine_tuning_arguments, add_image_recipe_arguments,  # noqa: E402
+                           method_variant, method_variants, pretrain, print_table, recipe_text, run, score_at,
+                           slug, times_argument, train)
 
 
 def evaluate(cmd, path, tag, log, reuse):
@@ -68,6 +68,7 @@ def difference_summary(differences):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_image_recipe_arguments(parser)
+    add_fine_tuning_arguments(parser)
     parser.add_argument("--seeds", default="1,2,3,4,5")
     parser.add_argument("--methods", default=f"nat,{STE_CAL}", help="the first is the reference of the differences")
     parser.add_argument("--time", type=float, default=86400.0, help="read time (s) of the scores")
