@@ -55,6 +55,17 @@ def method_variant(label, ste_cal_read_time_s):
                     f"{ste_cal_read_time_s:g}"])
 
 
+def method_variants_of(labels, ste_cal_read_time_s):
+    """label -> method_variant(label) for each of `labels`; exits with a message naming --methods
+    and the known labels if one is unknown."""
+    variants = {label: method_variant(label, ste_cal_read_time_s) for label in labels}
+    unknown = [label for label, variant in variants.items() if variant is None]
+    if unknown:
+        raise SystemExit(f"--methods: unknown method '{unknown[0]}' (expected one of "
+                         f"{', '.join(method_variants(ste_cal_read_time_s))}, or 'ste cal-F' with F in (0, 1))")
+    return variants
+
+
 def accuracy_cell(score):
     """An accuracy score of `xbar eval --json` as "mean ± std" in percent."""
     return f"{100 * score['mean']:.1f} ± {100 * score['std']:.1f}"
@@ -93,27 +104,26 @@ def add_image_recipe_arguments(parser):
 
 
 def add_fine_tuning_arguments(parser):
-    """The options of pretrain() and the step-size decay, for bench/seed_sweep.py (recipe_text reads
-    them)."""
+    """The options of pretrain() and the step-size decay (recipe_text reads them)."""
     parser.add_argument("--lr-decay", type=float, default=1.0,
                         help="step-size factor per epoch (xbar train --lr-decay)")
     parser.add_argument("--pretrain-epochs", type=int, default=0,
                         help="if > 0, every method starts (xbar train --init) from one `nat` run of this many epochs "
-                             "on --pretrain-limit images per card and seed, and trains --epochs more: hardware-aware "
-                             "fine-tuning of a network trained cheaply first")
+                             "on --pretrain-limit images per card and seed (`ideal` from an `ideal` one), and trains "
+                             "--epochs more: hardware-aware fine-tuning of a network trained cheaply first")
     parser.add_argument("--pretrain-limit", type=int, default=0, help="images of the pre-training (0: all 60000)")
 
 
-def pretrain(xbar, args, card, seed, out, log):
+def pretrain(xbar, args, card, seed, out, log, method="nat"):
     """The `xbar train` options that start a method of the image recipe (add_image_recipe_arguments,
     add_fine_tuning_arguments) on `card` with `seed`: ["--init", RUN] of the card's and seed's
-    `nat` pre-training run (trained here unless --reuse keeps it, named pre-s<seed>-<card>-nat.h5
-    in `out`), or none without --pretrain-epochs."""
+    pre-training run by `method` (trained here unless --reuse keeps it, named
+    pre-s<seed>-<card>-<method>.h5 in `out`), or none without --pretrain-epochs."""
     if args.pretrain_epochs <= 0:
         return []
     name = os.path.splitext(os.path.basename(card))[0]
-    path = os.path.join(out, f"pre-s{seed}-{name}-nat.h5")
-    train(xbar + ["train", "--card", card, "--model", args.model, "--data", "fashion-mnist", "--method", "nat",
+    path = os.path.join(out, f"pre-s{seed}-{name}-{method}.h5")
+    train(xbar + ["train", "--card", card, "--model", args.model, "--data", "fashion-mnist", "--method", method,
                   "--epochs", str(args.pretrain_epochs), "--batch", str(args.batch), "--lr", str(args.lr),
                   "--train-limit", str(args.pretrain_limit), "--test-limit", str(args.test_limit),
                   "--seed", str(seed), "-o", path], path, log, args.reuse)

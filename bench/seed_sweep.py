@@ -34,7 +34,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_support import (STE_CAL, TIME_NAMES, add_fine_tuning_arguments, add_image_recipe_arguments,  # noqa: E402
-                           method_variant, method_variants, pretrain, print_table, recipe_text, run, score_at,
+                           method_variants_of, pretrain, print_table, recipe_text, run, score_at,
                            slug, times_argument, train)
 
 
@@ -79,11 +79,7 @@ def main():
 
     seeds = [int(s) for s in args.seeds.split(",")]
     labels = args.methods.split(",")
-    variants = {label: method_variant(label, args.ste_cal_read_time) for label in labels}
-    unknown = [label for label, variant in variants.items() if variant is None]
-    if unknown:
-        raise SystemExit(f"--methods: unknown method '{unknown[0]}' (expected one of "
-                         f"{', '.join(method_variants(args.ste_cal_read_time))}, or 'ste cal-F' with F in (0, 1))")
+    variants = method_variants_of(labels, args.ste_cal_read_time)
     os.makedirs(args.out, exist_ok=True)
     log = os.path.join(args.out, "log.txt")
     xbar = [args.xbar, "--threads", str(args.threads)]

@@ -11,7 +11,12 @@ peak resident memory) in the same run. Prints the tables and writes them as JSON
 
     bench/train_compare.py [--xbar build/tools/xbar] [--model lenet] [--epochs 10]
         [--train-limit 10000] [--test-limit 1000] [--repeats 5] [--ste-cal-read-time 86400]
+        [--methods "ste cal-0.9"] [--pretrain-epochs N [--pretrain-limit M]] [--lr-decay F]
         [--out bench-out/train]
+
+With --pretrain-epochs every method starts from a network trained first (`nat`, and `ideal` for
+the ideal row) and trains --epochs more, as in bench/seed_sweep.py; keep such runs in their own
+--out.
 
 The defaults are the measurement in the README (about two hours on two idle cores); after 3
 epochs plain STE is still behind NAT (it learns more slowly through the full simulation).
@@ -27,8 +32,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_support import (COST_METHODS, STE_CAL, TIME_NAMES, accuracy_cell,  # noqa: E402
-                           add_image_recipe_arguments, print_cost_table, print_table, run, run_summary, score_at,
-                           method_variants, slug, times_argument, train)
+                           add_fine_tuning_arguments, add_image_recipe_arguments, method_variants_of,
+                           pretrain, print_cost_table, print_table, recipe_text, run, run_summary, score_at, slug,
+                           times_argument, train)
 
 TIMES = [1.0, 3600.0, 86400.0, 2592000.0]
 
@@ -42,17 +48,21 @@ def run_metrics(path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_image_recipe_arguments(parser)
+    add_fine_tuning_arguments(parser)
     parser.add_argument("--cost-train-limit", type=int, default=1280,
                         help="images of the one-epoch runs that measure time and memory of nat, nat-full, ste")
     parser.add_argument("--cost-only", action="store_true",
                         help="only the training-cost runs and their table (a couple of minutes)")
     parser.add_argument("--ste-backwards", default="clean,programmed",
                         help="extra STE backward variants trained on the harsh card (the default backward always is)")
+    parser.add_argument("--methods", default="",
+                        help="more method labels trained and scored on every card, e.g. 'ste cal-0.9'")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default="bench-out/train")
     parser.add_argument("--reuse", action="store_true",
                         help="keep training runs already in --out (e.g. to re-score them after an evaluation change)")
     args = parser.parse_args()
+    extra_labels = [label for label in args.methods.split(",") if label]
 
     os.makedirs(args.out, exist_ok=True)
     log = os.path.join(args.out, "log.txt")
@@ -64,7 +74,7 @@ def main():
 
     # 1. Training cost side by side: one epoch of the same images for each method.
     harsh = cards[0]
-    variants = method_variants(args.ste_cal_read_time)
+    variants = method_variants_of(COST_METHODS + [STE_CAL] + extra_labels, args.ste_cal_read_time)
     for label in COST_METHODS + [STE_CAL]:
         method, extra = variants[label]
         path = os.path.join(args.out, f"cost-{slug(label)}.h5")
@@ -80,20 +90,24 @@ def main():
         return
 
     # 2. Accuracy on each card: ideal once, nat and ste per card.
+    common += ["--lr-decay", str(args.lr_decay)]
     runs = {"ideal": os.path.join(args.out, "ideal.h5")}
+    start = pretrain(xbar, args, harsh, args.seed, args.out, log, method="ideal")
     train(xbar + ["train", "--card", harsh, "--method", "ideal", "--epochs", str(args.epochs),
-                  "--train-limit", str(args.train_limit), "-o", runs["ideal"]] + common, runs["ideal"], log, args.reuse)
+                  "--train-limit", str(args.train_limit), "-o", runs["ideal"]] + common + start, runs["ideal"], log,
+          args.reuse)
     for card in cards:
         name = os.path.splitext(os.path.basename(card))[0]
         card_runs = dict(runs)
+        start = pretrain(xbar, args, card, args.seed, args.out, log)
         # On the first (harsh) card every STE backward, to pick the best; elsewhere the default.
-        card_variants = [(label, *variants[label]) for label in ("nat", "ste", STE_CAL)]
+        card_variants = [(label, *variants[label]) for label in ["nat", "ste", STE_CAL] + extra_labels]
         if card == harsh:
             card_variants += [(f"ste ({b})", "ste", ["--ste-backward", b]) for b in args.ste_backwards.split(",") if b]
         for label, method, extra in card_variants:
             path = os.path.join(args.out, f"{name}-{slug(label)}.h5")
             cmd = xbar + ["train", "--card", card, "--method", method, "--epochs", str(args.epochs),
-                          "--train-limit", str(args.train_limit), "-o", path] + common + extra
+                          "--train-limit", str(args.train_limit), "-o", path] + common + start + extra
             train(cmd, path, log, args.reuse)
             card_runs[label] = path
         results["accuracy"][name] = {}
@@ -112,7 +126,7 @@ def main():
 
     # Tables.
     print(f"\nTest accuracy (%) on simulated hardware, mean ± std over {args.repeats} programmings "
-          f"({args.model}, {args.epochs} epochs on {args.train_limit} images, {args.test_limit} test images)")
+          f"({recipe_text(args)}, {args.test_limit} test images)")
     for name, by_method in results["accuracy"].items():
         print(f"\n{name}")
         rows = [[method] + [accuracy_cell(score_at(scores, t)) for t in TIMES] for method, scores in by_method.items()]
