@@ -126,7 +126,8 @@ def main():
 
     # Tables.
     print(f"\nTest accuracy (%) on simulated hardware, mean ± std over {args.repeats} programmings "
-          f"({recipe_text(args)}, {args.test_limit} test images)")
+          f"({recipe_text(args)}{', ideal from ideal' if args.pretrain_epochs > 0 else ''}, "
+          f"{args.test_limit} test images)")
     for name, by_method in results["accuracy"].items():
         print(f"\n{name}")
         rows = [[method] + [accuracy_cell(score_at(scores, t)) for t in TIMES] for method, scores in by_method.items()]
