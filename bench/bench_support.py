@@ -37,8 +37,15 @@ def method_variants(ste_cal_read_time_s):
     read_time = ["--train-read-time", f"{ste_cal_read_time_s:g}"]
     return {"nat": ("nat", []), "nat-full": ("nat-full", []), "ste": ("ste", []),
             STE_CAL: ("ste", ["--train-calibrate-columns"] + read_time), STE_AGED: ("ste", read_time),
-            STE_CAL_HALF: ("ste", ["--train-calibrate-columns", "--train-calibrate-fraction", "0.5"] + read_time),
+            STE_CAL_HALF: ste_calibrated_fraction("0.5", ste_cal_read_time_s),
             STE_CAL_NOMINAL: ("ste", ["--train-calibrate-columns", "--train-calibrate-onto", "nominal"] + read_time)}
+
+
+def ste_calibrated_fraction(fraction, ste_cal_read_time_s):
+    """STE_CAL with a drawn fraction of the training steps calibrated (`fraction`, the text of
+    `--train-calibrate-fraction`): (`xbar train --method`, extra options)."""
+    return ("ste", ["--train-calibrate-columns", "--train-calibrate-fraction", fraction, "--train-read-time",
+                    f"{ste_cal_read_time_s:g}"])
 
 
 def method_variant(label, ste_cal_read_time_s):
@@ -49,10 +56,7 @@ def method_variant(label, ste_cal_read_time_s):
     if label in variants:
         return variants[label]
     fraction = re.fullmatch(r"ste cal-(0\.[0-9]+)", label)
-    if fraction is None:
-        return None
-    return ("ste", ["--train-calibrate-columns", "--train-calibrate-fraction", fraction.group(1), "--train-read-time",
-                    f"{ste_cal_read_time_s:g}"])
+    return None if fraction is None else ste_calibrated_fraction(fraction.group(1), ste_cal_read_time_s)
 
 
 def method_variants_of(labels, ste_cal_read_time_s):

@@ -96,7 +96,8 @@ struct AnalogOptions {
   SteBackward ste_backward = SteBackward::effective;
   double train_read_time_s = 0;  // read time of the hardware seen in training (s after programming)
   CalibrationTarget calibration_target = CalibrationTarget::ideal_layer;
-  bool train_column_calibration = false;  // ste: calibrate every output in the training forward (below: which steps, onto what)
+  // ste: calibrate every output in the training forward (below: in which steps, onto what)
+  bool train_column_calibration = false;
   // ste with train_column_calibration: the fraction of training steps whose forward is calibrated,
   // in (0, 1]; the others read the raw hardware, so the network learns to work both ways. Which
   // steps is drawn from (card seed, step), the same for every layer of a step.
