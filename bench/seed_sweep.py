@@ -34,26 +34,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_support import (STE_CAL, TIME_NAMES, add_fine_tuning_arguments, add_image_recipe_arguments,  # noqa: E402
-                           method_variants_of, pretrain, print_table, recipe_text, run, score_at,
+                           evaluate, method_variants_of, pretrain, print_table, recipe_text, score_at,
                            slug, times_argument, train)
-
-
-def evaluate(cmd, path, tag, log, reuse):
-    """The scores of `xbar eval --json` (cmd) of the run `path`. They are kept beside the run as
-    <run>.eval-<tag>.json with the command that made them; with reuse, a file made by the same
-    command after the run was written is read instead of evaluating again."""
-    saved = f"{os.path.splitext(path)[0]}.eval-{tag}.json"
-    if reuse and os.path.exists(saved) and os.path.getmtime(saved) >= os.path.getmtime(path):
-        with open(saved) as f:
-            kept = json.load(f)
-        if kept["command"] == cmd:
-            print(f"reusing {saved}", flush=True)
-            return kept["scores"]
-    scores = json.loads(run(cmd, log))
-    with open(saved + ".tmp", "w") as f:
-        json.dump({"command": cmd, "scores": scores}, f, indent=1)
-    os.replace(saved + ".tmp", saved)
-    return scores
 
 
 def difference_summary(differences):

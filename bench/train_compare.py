@@ -32,8 +32,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_support import (COST_METHODS, STE_CAL, TIME_NAMES, accuracy_cell,  # noqa: E402
-                           add_fine_tuning_arguments, add_image_recipe_arguments, method_variants_of,
-                           pretrain, print_cost_table, print_table, recipe_text, run, run_summary, score_at, slug,
+                           add_fine_tuning_arguments, add_image_recipe_arguments, evaluate, method_variants_of,
+                           pretrain, print_cost_table, print_table, recipe_text, run_summary, score_at, slug,
                            times_argument, train)
 
 TIMES = [1.0, 3600.0, 86400.0, 2592000.0]
@@ -60,7 +60,7 @@ def main():
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default="bench-out/train")
     parser.add_argument("--reuse", action="store_true",
-                        help="keep training runs already in --out (e.g. to re-score them after an evaluation change)")
+                        help="keep training runs already in --out, and their scores unless the run or xbar changed since")
     args = parser.parse_args()
     extra_labels = [label for label in args.methods.split(",") if label]
 
@@ -117,7 +117,7 @@ def main():
                               "--repeats", str(args.repeats), "--test-limit", str(args.test_limit), "--json"]
                 if calibrated:
                     cmd += ["--calibrate-columns", str(args.calibrate_columns)]
-                scores = json.loads(run(cmd, log))
+                scores = evaluate(cmd, path, f"all-times-{'cal' if calibrated else 'raw'}", log, args.reuse)
                 key = method + (" + column cal." if calibrated else "")
                 results["accuracy"][name][key] = scores
 
