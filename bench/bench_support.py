@@ -9,6 +9,7 @@ Imported by those scripts from their own folder; not a program of its own.
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -100,7 +101,7 @@ def evaluate(cmd, path, tag, log, reuse, folder=None):
     if folder:
         name = os.path.join(folder, os.path.basename(name))
     saved = f"{name}.eval-{tag}.json"
-    newest_input = max(os.path.getmtime(path), os.path.getmtime(cmd[0]))
+    newest_input = max(os.path.getmtime(path), os.path.getmtime(shutil.which(cmd[0]) or cmd[0]))
     if reuse and os.path.exists(saved) and os.path.getmtime(saved) >= newest_input:
         with open(saved) as f:
             kept = json.load(f)

@@ -14,6 +14,9 @@ peak resident memory) in the same run. Prints the tables and writes them as JSON
         [--methods "ste cal-0.9"] [--pretrain-epochs N [--pretrain-limit M]] [--lr-decay F]
         [--out bench-out/train]
 
+With --reuse, runs already in --out are kept, and so are their scores (<run>.eval-all-times-raw|cal.json)
+unless the run or xbar is newer.
+
 With --pretrain-epochs every method starts from a network trained first (`nat`, and `ideal` for
 the ideal row) and trains --epochs more, as in bench/seed_sweep.py; keep such runs in their own
 --out.
