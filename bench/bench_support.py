@@ -1,7 +1,7 @@
 """What the training comparisons bench/train_compare.py, bench/seed_sweep.py and
-bench/charlm_compare.py share: running xbar with a log (and training and scoring only what --reuse
-does not keep), the method labels and their options, reading a run's metrics, picking a read time's scores
-from `xbar eval --json`, and printing Markdown tables (among them the training-cost table of nat,
+bench/charlm_compare.py share: running xbar with a log (and training and scoring only what
+--reuse does not keep), the method labels and their options, reading a run's metrics, picking a
+read time's scores from `xbar eval --json`, and printing Markdown tables (among them the training-cost table of nat,
 nat-full and ste).
 
 Imported by those scripts from their own folder; not a program of its own.
@@ -113,6 +113,21 @@ def evaluate(cmd, path, tag, log, reuse, folder=None):
         json.dump({"command": cmd, "scores": scores}, f, indent=1)
     os.replace(saved + ".tmp", saved)
     return scores
+
+
+def score_image_run(xbar, args, card, path, times, log):
+    """The scores of `xbar eval --json` of the image run `path` on `card` at `times`, raw and with
+    --calibrate-columns (the scoring options of add_image_recipe_arguments): {"raw": scores, "cal":
+    scores}. evaluate() keeps them beside the run as <run>.eval-<card>-<times>s-raw|cal.json; the
+    card is in the name because one run (the ideal one) may be scored on several cards."""
+    card_name = os.path.splitext(os.path.basename(card))[0]
+    when = times_argument(times).replace(",", "_")
+    scored = {}
+    for kind, extra in (("raw", []), ("cal", ["--calibrate-columns", str(args.calibrate_columns)])):
+        cmd = xbar + ["eval", "--card", card, "--checkpoint", path, "--times", times_argument(times), "--repeats",
+                      str(args.repeats), "--test-limit", str(args.test_limit), "--json"] + extra
+        scored[kind] = evaluate(cmd, path, f"{card_name}-{when}s-{kind}", log, args.reuse)
+    return scored
 
 
 def add_image_recipe_arguments(parser):

@@ -17,7 +17,7 @@ weights and the image order.
 
 Runs are named s<seed>-<card>-<method>.h5 in --out, so --reuse picks up runs trained before (also
 runs of bench/train_compare.py linked under those names: the recipes are the same) and their
-scores (kept beside each run as s<seed>-<card>-<method>.eval-<time>-raw|cal.json). A benchmark,
+scores (kept beside each run as s<seed>-<card>-<method>.eval-<card>-<time>s-raw|cal.json). A benchmark,
 not a test: each `ste cal-trained` run takes about ten minutes on two cores, a plain `ste` run six.
 
 With --pretrain-epochs N every method of a seed starts from the same `nat` network trained N epochs
@@ -34,8 +34,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_support import (STE_CAL, TIME_NAMES, add_fine_tuning_arguments, add_image_recipe_arguments,  # noqa: E402
-                           evaluate, method_variants_of, pretrain, print_table, recipe_text, score_at,
-                           slug, times_argument, train)
+                           method_variants_of, pretrain, print_table, recipe_text, score_at, score_image_run,
+                           slug, train)
 
 
 def difference_summary(differences):
@@ -81,14 +81,9 @@ def main():
                               str(args.train_limit), "--test-limit", str(args.test_limit), "--seed", str(seed),
                               "-o", path] + start + extra,
                       path, log, args.reuse)
-                for calibrated in (False, True):
-                    cmd = xbar + ["eval", "--card", card, "--checkpoint", path, "--times", times_argument([args.time]),
-                                  "--repeats", str(args.repeats), "--test-limit", str(args.test_limit), "--json"]
-                    if calibrated:
-                        cmd += ["--calibrate-columns", str(args.calibrate_columns)]
-                    key = label + (" + column cal." if calibrated else "")
-                    scores = evaluate(cmd, path, f"{args.time:g}s-{'cal' if calibrated else 'raw'}", log, args.reuse)
-                    by_seed[seed][key] = score_at(scores, args.time)["mean"]
+                scored = score_image_run(xbar, args, card, path, [args.time], log)
+                by_seed[seed][label] = score_at(scored["raw"], args.time)["mean"]
+                by_seed[seed][label + " + column cal."] = score_at(scored["cal"], args.time)["mean"]
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
 

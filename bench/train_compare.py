@@ -14,8 +14,8 @@ peak resident memory) in the same run. Prints the tables and writes them as JSON
         [--methods "ste cal-0.9"] [--pretrain-epochs N [--pretrain-limit M]] [--lr-decay F]
         [--out bench-out/train]
 
-With --reuse, runs already in --out are kept, and so are their scores (<run>.eval-all-times-raw|cal.json)
-unless the run or xbar is newer.
+With --reuse, runs already in --out are kept, and so are their scores
+(<run>.eval-<card>-<times>s-raw|cal.json) unless the run or xbar is newer.
 
 With --pretrain-epochs every method starts from a network trained first (`nat`, and `ideal` for
 the ideal row) and trains --epochs more, as in bench/seed_sweep.py; keep such runs in their own
@@ -35,9 +35,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_support import (COST_METHODS, STE_CAL, TIME_NAMES, accuracy_cell,  # noqa: E402
-                           add_fine_tuning_arguments, add_image_recipe_arguments, evaluate, method_variants_of,
-                           pretrain, print_cost_table, print_table, recipe_text, run_summary, score_at, slug,
-                           times_argument, train)
+                           add_fine_tuning_arguments, add_image_recipe_arguments, method_variants_of,
+                           pretrain, print_cost_table, print_table, recipe_text, run_summary, score_at,
+                           score_image_run, slug, train)
 
 TIMES = [1.0, 3600.0, 86400.0, 2592000.0]
 
@@ -115,14 +115,9 @@ def main():
             card_runs[label] = path
         results["accuracy"][name] = {}
         for method, path in card_runs.items():
-            for calibrated in (False, True):
-                cmd = xbar + ["eval", "--card", card, "--checkpoint", path, "--times", times_argument(TIMES),
-                              "--repeats", str(args.repeats), "--test-limit", str(args.test_limit), "--json"]
-                if calibrated:
-                    cmd += ["--calibrate-columns", str(args.calibrate_columns)]
-                scores = evaluate(cmd, path, f"all-times-{'cal' if calibrated else 'raw'}", log, args.reuse)
-                key = method + (" + column cal." if calibrated else "")
-                results["accuracy"][name][key] = scores
+            scored = score_image_run(xbar, args, card, path, TIMES, log)
+            results["accuracy"][name][method] = scored["raw"]
+            results["accuracy"][name][method + " + column cal."] = scored["cal"]
 
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
